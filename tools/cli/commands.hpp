@@ -1,0 +1,10 @@
+// The subcommands of build/dssm. Each lives in its own file and adds itself to the app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dssm::cli {
+
+void add_gradcheck_command(CLI::App& app);
+
+}  // namespace dssm::cli
