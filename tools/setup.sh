@@ -8,7 +8,7 @@ build_dir=${1:-build}
 shift || true
 
 packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libfmt-dev catch2
-          libcli11-dev nlohmann-json3-dev libzstd-dev zstd libsentencepiece-dev sentencepiece)
+          libcli11-dev nlohmann-json3-dev libzstd-dev zstd libsentencepiece-dev sentencepiece ccache)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
