@@ -1,0 +1,146 @@
+// Cross-entropy of next-token prediction, fused with its log-softmax:
+//   lse_n  = logsumexp_v logits[n, v]  (= m + log sum_v exp(logits[n, v] - m), m the row max)
+//   loss   = (1 / count) * sum_{n not ignored} (lse_n - logits[n, t_n])
+//   dlogits[n, v] = (exp(logits[n, v] - lse_n) - [v = t_n]) * g / count   (0 on ignored rows)
+// Forward keeps only lse (one number per row) besides the inputs; backward writes the gradient
+// straight from logits and lse, so no second logits-sized buffer is ever made.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "autograd/graph.hpp"
+#include "cuda/kernels_nn.hpp"
+#include "ops/cross_entropy.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/reduce.hpp"
+#include "ops/registry.hpp"
+#include "ops/shape.hpp"
+
+namespace dssm {
+namespace {
+
+void cpu_cross_entropy_forward(const Tensor& row_loss, const Tensor& lse, const Tensor& logits,
+                               const Tensor& targets, int64_t ignore_index) {
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  dispatch_floating(logits.dtype(), "cross_entropy", [&]<typename T>() {
+    using C = compute_t<T>;
+    const T* x = logits.data<T>();
+    C* loss = row_loss.data<C>();
+    C* plse = lse.data<C>();
+    dispatch_index(targets.dtype(), "cross_entropy", [&]<typename I>() {
+      const I* t = targets.data<I>();
+#pragma omp parallel for if (rows * vocab > 32768)
+      for (int64_t n = 0; n < rows; ++n) {
+        const T* xr = x + n * vocab;
+        C m = -std::numeric_limits<C>::infinity();
+        for (int64_t v = 0; v < vocab; ++v) m = std::max(m, static_cast<C>(xr[v]));
+        C s = 0;
+        for (int64_t v = 0; v < vocab; ++v) s += std::exp(static_cast<C>(xr[v]) - m);
+        plse[n] = m + std::log(s);
+        loss[n] = t[n] == ignore_index ? C(0) : plse[n] - static_cast<C>(xr[t[n]]);
+      }
+    });
+  });
+}
+
+void cpu_cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                                const Tensor& lse, double g_times_scale, int64_t ignore_index) {
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  dispatch_floating(logits.dtype(), "cross_entropy backward", [&]<typename T>() {
+    using C = compute_t<T>;
+    const T* x = logits.data<T>();
+    const C* plse = lse.data<C>();
+    T* dx = dlogits.data<T>();
+    const C factor = static_cast<C>(g_times_scale);
+    dispatch_index(targets.dtype(), "cross_entropy backward", [&]<typename I>() {
+      const I* t = targets.data<I>();
+#pragma omp parallel for if (rows * vocab > 32768)
+      for (int64_t n = 0; n < rows; ++n) {
+        const T* xr = x + n * vocab;
+        T* dr = dx + n * vocab;
+        const bool ignored = t[n] == ignore_index;
+        for (int64_t v = 0; v < vocab; ++v) {
+          const C p = std::exp(static_cast<C>(xr[v]) - plse[n]);
+          dr[v] = static_cast<T>(ignored ? C(0) : (p - C(v == t[n])) * factor);
+        }
+      }
+    });
+  });
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t ignore_index) {
+  check(logits_in.dim() == 2 && is_floating(logits_in.dtype()), "cross_entropy",
+        "expected floating logits [N, V], got {}", describe(logits_in));
+  check(targets_in.dim() == 1 &&
+            (targets_in.dtype() == DType::i32 || targets_in.dtype() == DType::i64),
+        "cross_entropy", "expected targets [N] of i32 or i64, got {}", describe(targets_in));
+  check(targets_in.size(0) == logits_in.size(0), "cross_entropy",
+        "logits {} and targets {} differ in N", describe(logits_in), describe(targets_in));
+  check(targets_in.device() == logits_in.device(), "cross_entropy",
+        "device mismatch: logits {} vs targets {}", describe(logits_in), describe(targets_in));
+  const int64_t rows = logits_in.size(0), vocab = logits_in.size(1);
+  check(vocab > 0, "cross_entropy", "expected at least one class (V > 0), got logits {}",
+        describe(logits_in));
+  const IndexScan scan = scan_indices(targets_in, vocab, ignore_index);
+  check(scan.first_bad < 0, "cross_entropy",
+        "target {} at row {} is outside [0, {}) and is not ignore_index ({})", scan.bad_value,
+        scan.first_bad, vocab, ignore_index);
+  const int64_t count = rows - scan.ignored;
+  const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
+
+  const Tensor logits = logits_in.detach().contiguous(), targets = targets_in.contiguous();
+  const DType loss_dtype = compute_dtype(logits.dtype());
+  const Tensor lse = Tensor::empty({rows}, loss_dtype, logits.device());
+  Tensor loss;
+  if (count == 0) {
+    loss = Tensor::zeros({}, loss_dtype, logits.device());
+  } else {
+    const Tensor row_loss = Tensor::empty({rows}, loss_dtype, logits.device());
+    if (logits.is_cuda()) {
+      cuda::cross_entropy_forward(row_loss, lse, logits, targets, ignore_index);
+    } else {
+      cpu_cross_entropy_forward(row_loss, lse, logits, targets, ignore_index);
+    }
+    loss = mul_scalar(sum(row_loss), scale);
+  }
+  record("cross_entropy", {logits_in}, {loss},
+         [logits, targets, lse, scale, ignore_index](const BackwardArgs& args) {
+           Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+           if (scale == 0) {
+             dlogits.fill_(0.0);
+           } else if (logits.is_cuda()) {
+             const Tensor g = args.grad().to(lse.dtype()).contiguous();
+             cuda::cross_entropy_backward(dlogits, logits, targets, lse, g, scale, ignore_index);
+           } else {
+             cpu_cross_entropy_backward(dlogits, logits, targets, lse, args.grad().item() * scale,
+                                        ignore_index);
+           }
+           return std::vector<Tensor>{dlogits};
+         });
+  return loss;
+}
+
+namespace {
+
+// Row 1 is ignored: it must get a zero gradient and not count in the mean.
+const OpRegistration kCrossEntropy{
+    {.name = "cross_entropy",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {4, 5}),
+                                      Tensor::from_vector<int64_t>({2, -100, 0, 4}, {4})};
+         },
+     .run = [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }}};
+const OpRegistration kCrossEntropyI32{
+    {.name = "cross_entropy_i32",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {3, 6}),
+                                      Tensor::from_vector<int32_t>({5, 1, 7}, {3})};
+         },
+     .run = [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], 7); }}};
+
+}  // namespace
+}  // namespace dssm

@@ -1,0 +1,243 @@
+// RMSNorm, LayerNorm and RetNet's group RMSNorm share one fused kernel pair. Each row of the last
+// dim (width D) is cut into `groups` segments of S = D / groups (one segment when groups = 1);
+// for each segment, with means taken over its S elements:
+//   mu   = mean(x) for LayerNorm ("centred"), 0 for the RMS norms
+//   rstd = 1 / sqrt(mean((x - mu)^2) + eps),   xhat = (x - mu) * rstd,   y = xhat * w + b
+// (w = 1 and b = 0 where absent; w and b are indexed by the column in the full row).
+// Backward, with gw = g * w:
+//   dx = rstd * (gw - mean(gw) [centred only] - xhat * mean(gw * xhat))
+//   dw = sum over segments of g * xhat,   db = sum over segments of g
+// mu and rstd are saved in the compute type (f32 for bf16); x is saved, xhat recomputed.
+#include <omp.h>
+
+#include <cmath>
+
+#include "autograd/graph.hpp"
+#include "cuda/kernels_nn.hpp"
+#include "ops/norm.hpp"
+#include "ops/registry.hpp"
+#include "ops/shape.hpp"
+
+namespace dssm {
+namespace {
+
+void cpu_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                      const Tensor& weight, const Tensor& bias, int64_t groups, double eps) {
+  dispatch_floating(x.dtype(), "norm", [&]<typename T>() {
+    using C = compute_t<T>;
+    const int64_t width = x.size(-1), segments = x.numel() / width * groups;
+    const int64_t seg = width / groups;
+    const T* px = x.data<T>();
+    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    C* pmean = mean.defined() ? mean.data<C>() : nullptr;
+    C* prstd = rstd.data<C>();
+    T* py = y.data<T>();
+#pragma omp parallel for if (x.numel() > 32768)
+    for (int64_t s = 0; s < segments; ++s) {
+      const T* xs = px + s * seg;
+      T* ys = py + s * seg;
+      const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
+      C mu = 0;
+      if (pmean) {
+        for (int64_t j = 0; j < seg; ++j) mu += static_cast<C>(xs[j]);
+        mu /= static_cast<C>(seg);
+        pmean[s] = mu;
+      }
+      C var = 0;
+      for (int64_t j = 0; j < seg; ++j) {
+        const C d = static_cast<C>(xs[j]) - mu;
+        var += d * d;
+      }
+      const C r = C(1) / std::sqrt(var / static_cast<C>(seg) + static_cast<C>(eps));
+      prstd[s] = r;
+      for (int64_t j = 0; j < seg; ++j) {
+        C v = (static_cast<C>(xs[j]) - mu) * r;
+        if (pw) v *= static_cast<C>(pw[col + j]);
+        if (pb) v += static_cast<C>(pb[col + j]);
+        ys[j] = static_cast<T>(v);
+      }
+    }
+  });
+}
+
+// One pass over the segments for dx; dw and db are summed per thread (each thread its own
+// partial row of width D), then the partials are added in thread order.
+void cpu_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                       const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                       const Tensor& rstd, int64_t groups) {
+  dispatch_floating(x.dtype(), "norm backward", [&]<typename T>() {
+    using C = compute_t<T>;
+    const int64_t width = x.size(-1), segments = x.numel() / width * groups;
+    const int64_t seg = width / groups;
+    const T* px = x.data<T>();
+    const T* pg = g.data<T>();
+    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+    const C* pmean = mean.defined() ? mean.data<C>() : nullptr;
+    const C* prstd = rstd.data<C>();
+    T* pdx = dx.data<T>();
+    const int threads = omp_get_max_threads();
+    std::vector<C> dw_parts(dweight.defined() ? threads * width : 0, C(0));
+    std::vector<C> db_parts(dbias.defined() ? threads * width : 0, C(0));
+#pragma omp parallel if (x.numel() > 32768)
+    {
+      C* dw_mine = dw_parts.empty() ? nullptr : dw_parts.data() + omp_get_thread_num() * width;
+      C* db_mine = db_parts.empty() ? nullptr : db_parts.data() + omp_get_thread_num() * width;
+#pragma omp for
+      for (int64_t s = 0; s < segments; ++s) {
+        const T* xs = px + s * seg;
+        const T* gs = pg + s * seg;
+        T* ds = pdx + s * seg;
+        const int64_t col = (s % groups) * seg;
+        const C mu = pmean ? pmean[s] : C(0), r = prstd[s];
+        C sum_gw = 0, sum_gw_xhat = 0;
+        for (int64_t j = 0; j < seg; ++j) {
+          const C xhat = (static_cast<C>(xs[j]) - mu) * r;
+          const C gw = static_cast<C>(gs[j]) * (pw ? static_cast<C>(pw[col + j]) : C(1));
+          sum_gw += gw;
+          sum_gw_xhat += gw * xhat;
+        }
+        const C mean_gw = pmean ? sum_gw / static_cast<C>(seg) : C(0);
+        const C mean_gw_xhat = sum_gw_xhat / static_cast<C>(seg);
+        for (int64_t j = 0; j < seg; ++j) {
+          const C gj = static_cast<C>(gs[j]);
+          const C xhat = (static_cast<C>(xs[j]) - mu) * r;
+          const C gw = gj * (pw ? static_cast<C>(pw[col + j]) : C(1));
+          ds[j] = static_cast<T>(r * (gw - mean_gw - xhat * mean_gw_xhat));
+          if (dw_mine) dw_mine[col + j] += gj * xhat;
+          if (db_mine) db_mine[col + j] += gj;
+        }
+      }
+    }
+    auto reduce_parts = [&](const std::vector<C>& parts, const Tensor& out) {
+      T* po = out.data<T>();
+      for (int64_t j = 0; j < width; ++j) {
+        C total = 0;
+        for (int t = 0; t < threads; ++t) total += parts[t * width + j];
+        po[j] = static_cast<T>(total);
+      }
+    };
+    if (dweight.defined()) reduce_parts(dw_parts, dweight);
+    if (dbias.defined()) reduce_parts(db_parts, dbias);
+  });
+}
+
+void check_param(const Tensor& p, const char* role, const Tensor& x, const char* op) {
+  if (!p.defined()) return;
+  check(p.dim() == 1 && p.size(0) == x.size(-1), op, "expected {} of shape [{}], got {}", role,
+        x.size(-1), describe(p));
+  check(p.dtype() == x.dtype() && p.device() == x.device(), op,
+        "{} {} must match the dtype and device of x {}", role, describe(p), describe(x));
+}
+
+Tensor row_norm(const char* op, const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                int64_t groups, bool centred, double eps) {
+  check(x_in.dim() >= 1 && is_floating(x_in.dtype()), op,
+        "expected a floating tensor with at least one dim, got {}", describe(x_in));
+  check(groups > 0 && x_in.size(-1) % groups == 0 && x_in.size(-1) > 0, op,
+        "the last dim ({}) of {} must be a positive multiple of groups ({})", x_in.size(-1),
+        describe(x_in), groups);
+  check(eps >= 0, op, "expected eps >= 0, got {}", eps);
+  check_param(weight_in, "weight", x_in, op);
+  check_param(bias_in, "bias", x_in, op);
+  const Tensor x = x_in.detach().contiguous();
+  const Tensor weight = weight_in.defined() ? weight_in.detach().contiguous() : Tensor();
+  const Tensor bias = bias_in.defined() ? bias_in.detach().contiguous() : Tensor();
+  const int64_t segments = x.numel() / x.size(-1) * groups;
+  const DType stat_dtype = compute_dtype(x.dtype());
+  const Tensor mean = centred ? Tensor::empty({segments}, stat_dtype, x.device()) : Tensor();
+  const Tensor rstd = Tensor::empty({segments}, stat_dtype, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.numel() > 0) {
+    if (x.is_cuda()) {
+      cuda::norm_forward(y, mean, rstd, x, weight, bias, groups, eps);
+    } else {
+      cpu_norm_forward(y, mean, rstd, x, weight, bias, groups, eps);
+    }
+  }
+  record(op, {x_in, weight_in, bias_in}, {y},
+         [x, weight, mean, rstd, groups, has_bias = bias.defined()](const BackwardArgs& args) {
+           const Tensor g = args.grad().contiguous();
+           Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+           const Shape param_shape{x.size(-1)};
+           Tensor dw = args.needs(1) ? Tensor::empty(param_shape, x.dtype(), x.device()) : Tensor();
+           Tensor db = args.needs(2) && has_bias ? Tensor::empty(param_shape, x.dtype(), x.device())
+                                                 : Tensor();
+           if (x.numel() == 0) {
+             if (dw.defined()) dw.fill_(0.0);
+             if (db.defined()) db.fill_(0.0);
+           } else if (x.is_cuda()) {
+             cuda::norm_backward(dx, dw, db, g, x, weight, mean, rstd, groups);
+           } else {
+             cpu_norm_backward(dx, dw, db, g, x, weight, mean, rstd, groups);
+           }
+           return std::vector<Tensor>{args.needs(0) ? dx : Tensor(), dw, db};
+         });
+  return y;
+}
+
+}  // namespace
+
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  check(weight.defined(), "rms_norm", "expected a weight of shape [{}], got an undefined tensor",
+        x.size(-1));
+  return row_norm("rms_norm", x, weight, Tensor(), 1, false, eps);
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  check(weight.defined(), "layer_norm", "expected a weight of shape [{}], got an undefined tensor",
+        x.size(-1));
+  return row_norm("layer_norm", x, weight, bias, 1, true, eps);
+}
+
+Tensor group_rms_norm(const Tensor& x, int64_t groups, double eps, const Tensor& weight) {
+  return row_norm("group_rms_norm", x, weight, Tensor(), groups, false, eps);
+}
+
+namespace {
+
+// Weights near 1 but not equal, so that a mix-up of w and 1 shows.
+Tensor random_weight(Generator& g, int64_t d) {
+  return random_uniform(g, {d}, 0.5, 1.5);
+}
+
+const OpRegistration kRmsNorm{
+    {.name = "rms_norm",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {2, 3, 6}), random_weight(g, 6)};
+         },
+     .run = [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1], 1e-5); }}};
+const OpRegistration kLayerNorm{
+    {.name = "layer_norm",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {3, 5}), random_weight(g, 5),
+                                      random_normal(g, {5})};
+         },
+     .run = [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-5); }}};
+const OpRegistration kLayerNormNoBias{
+    {.name = "layer_norm_no_bias",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {3, 5}), random_weight(g, 5)};
+         },
+     .run =
+         [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], Tensor(), 1e-5); }}};
+const OpRegistration kGroupRmsNorm{
+    {.name = "group_rms_norm",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {2, 2, 6}), random_weight(g, 6)};
+         },
+     .run = [](const std::vector<Tensor>& in) { return group_rms_norm(in[0], 3, 1e-5, in[1]); }}};
+const OpRegistration kGroupRmsNormNoWeight{
+    {.name = "group_rms_norm_no_weight",
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {3, 8})};
+         },
+     .run = [](const std::vector<Tensor>& in) { return group_rms_norm(in[0], 2, 1e-5); }}};
+
+}  // namespace
+}  // namespace dssm
