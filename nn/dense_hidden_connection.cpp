@@ -1,0 +1,136 @@
+#include "nn/dense_hidden_connection.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "nn/init.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/shape.hpp"
+#include "tensor/error.hpp"
+
+namespace dssm::nn {
+
+int64_t dense_inputs_of_layer(int64_t layer, const DenseConnectionOptions& options) {
+  check(options.m >= 0 && options.every >= 1, "DenseHiddenConnection",
+        "expected m >= 0 and every >= 1, got m {} every {}", options.m, options.every);
+  if (options.projection == DenseProjection::none || layer % options.every != 0) return 0;
+  return std::min(options.m, layer);
+}
+
+std::string to_string(DenseProjection projection) {
+  switch (projection) {
+    case DenseProjection::none:
+      return "none";
+    case DenseProjection::identity:
+      return "identity";
+    case DenseProjection::linear:
+      return "linear";
+  }
+  return "?";
+}
+
+std::string to_string(DenseSelect select) {
+  switch (select) {
+    case DenseSelect::none:
+      return "none";
+    case DenseSelect::mlp:
+      return "mlp";
+    case DenseSelect::linear:
+      return "linear";
+  }
+  return "?";
+}
+
+std::string to_string(DenseFusion fusion) {
+  switch (fusion) {
+    case DenseFusion::add:
+      return "add";
+    case DenseFusion::concat:
+      return "concat";
+  }
+  return "?";
+}
+
+DenseHiddenConnection::DenseHiddenConnection(int64_t layer, int64_t input_dim, int64_t width,
+                                             const DenseConnectionOptions& options, Generator& gen)
+    : options_(options),
+      input_dim_(input_dim),
+      width_(width),
+      num_previous_(dense_inputs_of_layer(layer, options)) {
+  check(layer >= 0 && input_dim > 0 && width > 0, "DenseHiddenConnection",
+        "expected layer >= 0 and positive widths, got layer {} input_dim {} width {}", layer,
+        input_dim, width);
+  if (!active()) return;
+  const int64_t pairs = options.shared ? 1 : num_previous_;
+  const int64_t gate_hidden =
+      options.gate_hidden > 0 ? options.gate_hidden : std::max<int64_t>(1, input_dim / 32);
+  const double gate_gain = std::pow(2.0, -2.5);
+  if (options.projection == DenseProjection::linear) {
+    projections_ = register_module("projections", std::make_shared<ModuleList<Linear>>());
+    for (int64_t i = 0; i < pairs; ++i) {
+      projections_->push_back(std::make_shared<Linear>(width, width, false, gen));
+    }
+  }
+  if (options.select == DenseSelect::mlp) {
+    mlp_gates_ = register_module("gates", std::make_shared<ModuleList<GateMLP>>());
+    for (int64_t i = 0; i < pairs; ++i) {
+      GateMLP& gate =
+          mlp_gates_->push_back(std::make_shared<GateMLP>(input_dim, gate_hidden, width, gen));
+      init::xavier_uniform(gate.fc1().weight(), gate_gain, gen);
+      init::xavier_uniform(gate.fc2().weight(), gate_gain, gen);
+    }
+  } else if (options.select == DenseSelect::linear) {
+    linear_gates_ = register_module("gates", std::make_shared<ModuleList<Linear>>());
+    for (int64_t i = 0; i < pairs; ++i) {
+      Linear& gate =
+          linear_gates_->push_back(std::make_shared<Linear>(input_dim, width, false, gen));
+      init::xavier_uniform(gate.weight(), gate_gain, gen);
+    }
+  }
+  if (options.fusion == DenseFusion::concat) {
+    fuse_ = register_module(
+        "fuse", std::make_shared<Linear>((num_previous_ + 1) * width, width, false, gen));
+  }
+  if (options.norm)
+    norm_ = register_module("norm", std::make_shared<RMSNorm>(width, options.norm_eps));
+}
+
+// phi_i(h) = Proj_i(h) ⊙ silu(Select_i(x))   (Eq. 11-12)
+Tensor DenseHiddenConnection::transition(size_t i, const Tensor& previous, const Tensor& x) const {
+  const size_t pair = options_.shared ? 0 : i;
+  const Tensor projected = projections_ ? (*projections_)[pair].forward(previous) : previous;
+  if (mlp_gates_) return projected * silu((*mlp_gates_)[pair].forward(x));
+  if (linear_gates_) return projected * silu((*linear_gates_)[pair].forward(x));
+  return projected;
+}
+
+// h' = Fuse(h, phi_1(h^{l-1}), ..., phi_m(h^{l-m}))   (Eq. 13)
+Tensor DenseHiddenConnection::forward(const Tensor& hidden, const Tensor& x,
+                                      const std::vector<Tensor>& previous) const {
+  check(static_cast<int64_t>(previous.size()) == num_previous_, "DenseHiddenConnection",
+        "expected {} previous hidden states, got {}", num_previous_, previous.size());
+  if (!active()) return hidden;
+  check(hidden.dim() >= 1 && hidden.size(-1) == width_, "DenseHiddenConnection",
+        "expected hidden [..., {}], got {}", width_, describe(hidden));
+  check(x.dim() == hidden.dim() && x.size(-1) == input_dim_, "DenseHiddenConnection",
+        "expected x [..., {}] with the leading dims of hidden {}, got {}", input_dim_,
+        describe(hidden), describe(x));
+  std::vector<Tensor> terms;
+  for (size_t i = 0; i < previous.size(); ++i) {
+    check(previous[i].shape() == hidden.shape(), "DenseHiddenConnection",
+          "previous[{}] (layer l-{}) must be shaped like hidden {}, got {}", i, i + 1,
+          describe(hidden), describe(previous[i]));
+    terms.push_back(transition(i, previous[i], x));
+  }
+  Tensor fused;
+  if (fuse_) {
+    terms.insert(terms.begin(), hidden);
+    fused = fuse_->forward(concat(terms, -1));
+  } else {
+    fused = hidden;
+    for (const Tensor& term : terms) fused = fused + term;
+  }
+  return norm_ ? norm_->forward(fused) : fused;
+}
+
+}  // namespace dssm::nn
