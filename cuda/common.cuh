@@ -27,6 +27,7 @@ struct LaunchConfig {
   unsigned threads;
 };
 LaunchConfig elementwise_launch(int64_t n, unsigned threads = 256);
+int multiprocessor_count();  // of the current device
 
 // The element type a kernel sees for each of our storage types: bf16 is CUDA's __nv_bfloat16.
 template <typename T> struct device_type { using type = T; };
@@ -70,5 +71,8 @@ struct StridedIndexer {
 };
 // The indexer of a tensor read as `shape` (broadcast strides) — throws past kMaxDims dims.
 StridedIndexer make_indexer(const Shape& shape, const Strides& strides);
+// The indexer of tensor t read as the broadcast shape `target` (NumPy rules: missing leading dims
+// and size-1 dims are repeated, i.e. get stride 0).
+StridedIndexer make_broadcast_indexer(const Tensor& t, const Shape& target);
 
 }  // namespace dssm::cuda

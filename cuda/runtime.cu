@@ -93,15 +93,19 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (kind != cudaMemcpyDeviceToDevice) synchronize();
 }
 
-LaunchConfig elementwise_launch(int64_t n, unsigned threads) {
+int multiprocessor_count() {
   static std::array<int, kMaxDevices> sm_count{};
   const int device = current_device();
   if (sm_count[device] == 0) {
     DSSM_CUDA_CHECK(
         cudaDeviceGetAttribute(&sm_count[device], cudaDevAttrMultiProcessorCount, device));
   }
+  return sm_count[device];
+}
+
+LaunchConfig elementwise_launch(int64_t n, unsigned threads) {
   // Enough blocks to keep every SM busy (2048 threads each); grid-stride loops do the rest.
-  const int64_t max_blocks = int64_t{sm_count[device]} * (2048 / threads);
+  const int64_t max_blocks = int64_t{multiprocessor_count()} * (2048 / threads);
   const int64_t wanted = (n + threads - 1) / threads;
   return {static_cast<unsigned>(std::max<int64_t>(1, std::min(wanted, max_blocks))), threads};
 }
@@ -132,6 +136,19 @@ StridedIndexer make_indexer(const Shape& shape, const Strides& strides) {
     indexer.strides[d] = steps[d];
   }
   return indexer;
+}
+
+StridedIndexer make_broadcast_indexer(const Tensor& t, const Shape& target) {
+  check(t.dim() <= static_cast<int64_t>(target.size()), "cuda indexer",
+        "cannot broadcast {} to shape {}", describe(t), shape_str(target));
+  Strides strides(target.size(), 0);
+  const size_t lead = target.size() - t.shape().size();
+  for (size_t d = 0; d < t.shape().size(); ++d) {
+    check(t.shape()[d] == target[lead + d] || t.shape()[d] == 1, "cuda indexer",
+          "cannot broadcast {} to shape {}", describe(t), shape_str(target));
+    if (t.shape()[d] != 1) strides[lead + d] = t.strides()[d];
+  }
+  return make_indexer(target, strides);
 }
 
 }  // namespace dssm::cuda
