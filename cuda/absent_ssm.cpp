@@ -1,0 +1,35 @@
+// The state-space kernels of a build without CUDA: unreachable (no tensor can live on a CUDA
+// device there), and loud if reached.
+#include "cuda/kernels_ssm.hpp"
+#include "tensor/error.hpp"
+
+namespace dssm::cuda {
+namespace {
+[[noreturn]] void absent(const char* what) {
+  fail(what, "densessm was built without the CUDA backend (configure with -DDSSM_CUDA=ON)");
+}
+}  // namespace
+
+void selective_scan_forward(const ScanInputs&, const Tensor&, const Tensor&) {
+  absent("selective_scan");
+}
+void selective_scan_backward(const ScanInputs&, const Tensor&, const Tensor&,
+                             const ScanGradients&) {
+  absent("selective_scan backward");
+}
+void selective_scan_step(const ScanInputs&, const Tensor&, const Tensor&) {
+  absent("selective_scan_step");
+}
+void causal_conv1d_forward(const Tensor&, const Tensor&, const Tensor&, bool, const Tensor&) {
+  absent("causal_conv1d");
+}
+void causal_conv1d_backward(const Tensor&, const Tensor&, const Tensor&, bool, const Tensor&,
+                            const Tensor&, const Tensor&, const Tensor&) {
+  absent("causal_conv1d backward");
+}
+void causal_conv1d_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool,
+                        const Tensor&) {
+  absent("causal_conv1d_step");
+}
+
+}  // namespace dssm::cuda

@@ -1,0 +1,53 @@
+// Mamba's selective scan (Gu & Dao 2023, Algorithm 2 / Eq. 2a-2b with ZOH for A and Euler for B),
+// as used by Mamba and DenseMamba (arXiv 2403.00818, Eq. 15-17). For each batch b, channel c and
+// state n, over time t:
+//   dt_t   = softplus(delta_t + delta_bias)        (bias and softplus optional)
+//   h_t    = exp(dt_t A[c, n]) h_{t-1} + dt_t B[b, n, t] u_t       (h_{-1} = 0)
+//   y_t    = sum_n C[b, n, t] h_t[n] + D[c] u_t
+//   out_t  = y_t * silu(z_t)                         (gate optional)
+// The math of forward and backward is written out in docs/ops-ssm.md.
+#pragma once
+
+#include "tensor/tensor.hpp"
+
+namespace dssm {
+
+// u, delta, z: [batch, channels, length]; A: [channels, N]; B, C: [batch, N, length];
+// D, delta_bias: [channels]. D, z and delta_bias may be undefined (absent).
+struct ScanInputs {
+  Tensor u, delta, A, B, C, D;
+  Tensor z;
+  Tensor delta_bias;
+  bool delta_softplus = false;
+};
+
+struct ScanResult {
+  Tensor y;           // [batch, channels, length], the dtype of u
+  Tensor last_state;  // [batch, channels, N] in the compute dtype (f32 for bf16); if asked for
+};
+
+// Differentiable in every floating input, and through last_state too.
+ScanResult selective_scan(const ScanInputs& in, bool return_last_state = false);
+Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                      const Tensor& C, const Tensor& D, const Tensor& z = Tensor(),
+                      const Tensor& delta_bias = Tensor(), bool delta_softplus = false);
+
+// One token of the same recurrence, for generation: u, delta, z are [batch, channels], B, C are
+// [batch, N], `state` is [batch, channels, N] in the compute dtype (f32 for bf16 inputs) and is
+// updated in place from h_{t-1} to h_t. Returns out_t [batch, channels]. Not differentiable: call
+// it without gradients (NoGradGuard) — it throws otherwise.
+Tensor selective_scan_step(const ScanInputs& in_t, const Tensor& state);
+
+// The dtype scan states are kept in: f64 for f64 inputs, f32 otherwise.
+inline DType scan_state_dtype(DType input) {
+  return input == DType::f64 ? DType::f64 : DType::f32;
+}
+
+// Gradients of every operand, as the kernels (CPU and CUDA) produce them: du, ddelta, dz in the
+// inputs' dtype; dA, dB, dC, dD, ddelta_bias in the state dtype, pre-zeroed (they accumulate
+// over channels or batch). dD, dz, ddelta_bias are undefined when the operand is absent.
+struct ScanGradients {
+  Tensor du, ddelta, dA, dB, dC, dD, dz, ddelta_bias;
+};
+
+}  // namespace dssm
