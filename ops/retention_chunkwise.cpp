@@ -1,20 +1,23 @@
 // The chunkwise form of retention (RetNet Eq. 7; DenseRetNet Eq. 22-23). The sequence is cut
 // into chunks of C tokens (the last one zero-padded). For chunk j with queries Q_j, keys K_j,
 // values V_j (C rows each) and local positions i = 0 .. C-1:
-//   O_j = r ⊙ [ (Q_j K_j^T ⊙ M) V_j  +  (Λ Q_j) P_j ]          intra-chunk + inter-chunk
-//   U_j = (Γ K_j)^T V_j,   P_0 = 0,   P_{j+1} = gamma^C P_j + U_j   (the state before chunk j)
-// with M[i, i'] = gamma^(i-i') for i >= i' (else 0), Λ = diag(gamma^(i+1)), Γ =
-// diag(gamma^(C-1-i)).
+//   O_j = (Q_j K_j^T ⊙ M_j) V_j  +  (Λ_j Q_j) P_j                   intra-chunk + inter-chunk
+//   U_j = (Γ K_j)^T V_j,   P_0 = 0,   P_{j+1} = gamma^C P_j + U_j    (the state before chunk j)
+// with M_j[i, i'] = r_n gamma^(i-i') for i >= i' (else 0), Λ_j = diag(r_n gamma^(i+1)),
+// Γ = diag(gamma^(C-1-i)), and r_n the row normalisation at n = j C + i (1 without it): it scales
+// whole output rows, so it is folded into M_j and Λ_j.
 //
-// Backward, from G_j = r ⊙ dO_j (the recurrence over P runs in reverse):
-//   dA_j = (G_j V_j^T) ⊙ M,   dP_j = (Λ Q_j)^T G_j,
+// Backward, from G_j = dO_j (the recurrence over P runs in reverse):
+//   dA_j = (G_j V_j^T) ⊙ M_j,   dP_j = (Λ_j Q_j)^T G_j,
 //   R_j = sum_{j' > j} gamma^(C (j'-j-1)) dP_j'     (R_{J-1} = 0, R_j = gamma^C R_{j+1} + dP_{j+1})
-//   dQ_j = dA_j K_j + Λ G_j P_j^T
+//   dQ_j = dA_j K_j + Λ_j G_j P_j^T
 //   dK_j = dA_j^T Q_j + Γ V_j R_j^T
-//   dV_j = (Q_j K_j^T ⊙ M)^T G_j + (Γ K_j) R_j
+//   dV_j = (Q_j K_j^T ⊙ M_j)^T G_j + (Γ K_j) R_j
 // Every product is one batched GEMM over (batch, head, chunk). Only q, k, v are saved; the
 // scores and states are recomputed in backward.
 #include <algorithm>
+#include <mutex>
+#include <utility>
 
 #include "autograd/grad_mode.hpp"
 #include "autograd/graph.hpp"
@@ -36,37 +39,66 @@ struct Chunking {
 
 // The per-head constants of the chunked form, in the op's dtype and on its device.
 struct ChunkConstants {
-  Tensor intra_mask;   // M, [heads, 1, C, C]
-  Tensor query_decay;  // Λ, [heads, 1, C, 1]
-  Tensor key_decay;    // Γ, [heads, 1, C, 1]
-  Tensor row_scale;    // r_n at n = j C + i, [heads, chunks, C, 1]; undefined without normalize
+  Tensor intra_mask;                // M_j, [heads, chunks, C, C]
+  Tensor query_decay;               // Λ_j, [heads, chunks, C, 1]
+  Tensor key_decay;                 // Γ, [heads, 1, C, 1]
   std::vector<double> chunk_decay;  // gamma^C per head
 };
 
 ChunkConstants chunk_constants(const RetentionDecay& decay, const Chunking& c, bool normalize,
                                DType dtype, Device device) {
-  const int64_t H = c.heads, C = c.chunk;
+  const int64_t H = c.heads, J = c.chunks, C = c.chunk;
+  auto row_scale = [&](int64_t h, int64_t n) { return normalize ? decay.row_scale(h, n) : 1.0; };
   ChunkConstants k;
-  k.intra_mask = retention_decay_mask(decay, C, false, dtype, device).reshape({H, 1, C, C});
-  k.query_decay =
-      per_head_table(
-          H, C, [&](int64_t h, int64_t i) { return decay.power(h, static_cast<double>(i + 1)); },
-          dtype, device)
-          .reshape({H, 1, C, 1});
+  k.intra_mask = per_head_table(
+                     H, J * C * C,
+                     [&](int64_t h, int64_t at) {
+                       const int64_t j = at / (C * C), i = at / C % C, i_key = at % C;
+                       return i >= i_key ? row_scale(h, j * C + i) *
+                                               decay.power(h, static_cast<double>(i - i_key))
+                                         : 0.0;
+                     },
+                     dtype, device)
+                     .reshape({H, J, C, C});
+  k.query_decay = per_head_table(
+                      H, J * C,
+                      [&](int64_t h, int64_t n) {
+                        return row_scale(h, n) * decay.power(h, static_cast<double>(n % C + 1));
+                      },
+                      dtype, device)
+                      .reshape({H, J, C, 1});
   k.key_decay =
       per_head_table(
           H, C,
           [&](int64_t h, int64_t i) { return decay.power(h, static_cast<double>(C - 1 - i)); },
           dtype, device)
           .reshape({H, 1, C, 1});
-  if (normalize) {
-    k.row_scale = per_head_table(
-                      H, c.padded(), [&](int64_t h, int64_t n) { return decay.row_scale(h, n); },
-                      dtype, device)
-                      .reshape({H, c.chunks, C, 1});
-  }
   for (int64_t h = 0; h < H; ++h) k.chunk_decay.push_back(decay.power(h, static_cast<double>(C)));
   return k;
+}
+
+// The constants depend only on these, and a model passes the same ones in every layer and every
+// training step: they are built once (on the host, in float64) and kept, a few of them at most.
+ChunkConstants cached_chunk_constants(const RetentionDecay& decay, const Chunking& c,
+                                      bool normalize, DType dtype, Device device) {
+  struct Key {
+    std::vector<double> gammas;
+    int64_t chunk, chunks;
+    bool normalize;
+    DType dtype;
+    Device device;
+    bool operator==(const Key&) const = default;
+  };
+  static std::mutex mutex;
+  static std::vector<std::pair<Key, ChunkConstants>> cache;
+  const Key key{decay.gammas, c.chunk, c.chunks, normalize, dtype, device};
+  const std::lock_guard<std::mutex> lock(mutex);
+  for (const auto& [cached_key, constants] : cache) {
+    if (cached_key == key) return constants;
+  }
+  if (cache.size() >= 8) cache.clear();
+  cache.emplace_back(key, chunk_constants(decay, c, normalize, dtype, device));
+  return cache.back().second;
 }
 
 // [B, H, L, d] -> [B, H, chunks, C, d], contiguous, zeros past the length.
@@ -150,8 +182,7 @@ std::vector<Tensor> chunkwise_backward(const SavedForBackward& saved, const Back
   const Chunking& c = saved.chunking;
   const ChunkConstants& k = saved.constants;
   const Tensor q5 = to_chunks(saved.q, c), k5 = to_chunks(saved.k, c), v5 = to_chunks(saved.v, c);
-  Tensor g5 = to_chunks(args.grad(), c);
-  if (k.row_scale.defined()) g5 = g5 * k.row_scale;
+  const Tensor g5 = to_chunks(args.grad(), c);
   const ChunkStates s = chunk_states(q5, k5, v5, k);
   const Tensor decayed_queries = q5 * k.query_decay;
   const Tensor future = chunk_scan(matmul(transposed(decayed_queries), g5), k.chunk_decay, true);
@@ -186,17 +217,16 @@ Tensor retention_chunkwise(const Tensor& q, const Tensor& k, const Tensor& v, in
   }
   const int64_t chunk = std::min(chunk_size, length);
   const Chunking c{q.size(0), q.size(1), length, chunk, (length + chunk - 1) / chunk};
-  SavedForBackward saved{q.detach(), k.detach(), v.detach(), c,
-                         chunk_constants(decay, c, options.normalize, q.dtype(), q.device())};
+  SavedForBackward saved{
+      q.detach(), k.detach(), v.detach(), c,
+      cached_chunk_constants(decay, c, options.normalize, q.dtype(), q.device())};
   Tensor out;
   {
     NoGradGuard no_grad;
     const ChunkConstants& ck = saved.constants;
     const Tensor q5 = to_chunks(saved.q, c), k5 = to_chunks(saved.k, c), v5 = to_chunks(saved.v, c);
     const ChunkStates s = chunk_states(q5, k5, v5, ck);
-    Tensor out5 = matmul(s.scores, v5) + matmul(q5 * ck.query_decay, s.states);
-    if (ck.row_scale.defined()) out5 = out5 * ck.row_scale;
-    out = from_chunks(out5, c);
+    out = from_chunks(matmul(s.scores, v5) + matmul(q5 * ck.query_decay, s.states), c);
   }
   record(kOp, {q, k, v}, {out}, [saved = std::move(saved)](const BackwardArgs& args) {
     return chunkwise_backward(saved, args);
