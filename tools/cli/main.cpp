@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   CLI::App app{"densessm: DenseSSM language models (DenseRetNet, DenseMamba) from scratch"};
   app.require_subcommand(1);
   dssm::cli::add_gradcheck_command(app);
+  dssm::cli::add_data_command(app);
+  dssm::cli::add_tokenizer_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
