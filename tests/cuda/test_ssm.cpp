@@ -1,0 +1,206 @@
+// CUDA kernels of the SSM ops against the CPU kernels on the same inputs: selective_scan (forward,
+// gradients of every input, last state, one-token step), the cross-layer read-out and
+// causal_conv1d, at Mamba's sizes (batch 2, channels 2048, length 2048, N 16) and at odd small
+// sizes that hit the edge paths (odd channel count, partial chunks, N above the kernels' limit).
+// Errors are measured relative to the largest magnitude of the reference tensor.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/grad_mode.hpp"
+#include "ops/causal_conv1d.hpp"
+#include "ops/cross_layer_readout.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/reduce.hpp"
+#include "ops/selective_scan.hpp"
+
+using namespace dssm;
+
+namespace {
+
+// max |got - want| / max |want|, both read back as f64.
+double relative_error(const Tensor& got, const Tensor& want) {
+  REQUIRE(got.shape() == want.shape());
+  const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    err = std::max(err, std::abs(g[i] - w[i]));
+    scale = std::max(scale, std::abs(w[i]));
+  }
+  return err / std::max(scale, 1e-30);
+}
+
+// Mamba-like operands in f32 on the CPU: A[c, n] = -(n + 1), dt = softplus(delta + bias) with the
+// bias the inverse softplus of a dt in [1e-3, 1e-1].
+ScanInputs mamba_operands(Generator& g, int64_t batch, int64_t channels, int64_t length,
+                          int64_t N) {
+  std::vector<float> a(static_cast<size_t>(channels * N));
+  for (size_t i = 0; i < a.size(); ++i) a[i] = -static_cast<float>(i % N + 1);
+  const Tensor dt0 = exp(Tensor::rand({channels}, g) * std::log(100.0) + std::log(1e-3));
+  return {.u = Tensor::randn({batch, channels, length}, g),
+          .delta = Tensor::randn({batch, channels, length}, g) * 0.5,
+          .A = Tensor::from_vector(a, {channels, N}),
+          .B = Tensor::randn({batch, N, length}, g),
+          .C = Tensor::randn({batch, N, length}, g),
+          .D = Tensor::ones({channels}),
+          .z = Tensor::randn({batch, channels, length}, g),
+          .delta_bias = log(exp(dt0) - 1.0),
+          .delta_softplus = true};
+}
+
+Tensor placed(const Tensor& t, DType dtype, Device device) {
+  return t.defined() ? t.to(dtype).to(device).detach().set_requires_grad(true) : t;
+}
+
+struct ScanRun {
+  Tensor y, last_state;
+  std::vector<Tensor> grads;  // u, delta, A, B, C, D, z, delta_bias
+};
+
+// Forward (with the last state) and backward of sum(y * w) + sum(last_state * w_last).
+ScanRun run_scan(const ScanInputs& host, DType dtype, Device device, const Tensor& w,
+                 const Tensor& w_last) {
+  const ScanInputs in{placed(host.u, dtype, device),
+                      placed(host.delta, dtype, device),
+                      placed(host.A, dtype, device),
+                      placed(host.B, dtype, device),
+                      placed(host.C, dtype, device),
+                      placed(host.D, dtype, device),
+                      placed(host.z, dtype, device),
+                      placed(host.delta_bias, dtype, device),
+                      host.delta_softplus};
+  const ScanResult r = selective_scan(in, true);
+  const Tensor loss = sum(r.y * w.to(dtype).to(device)) +
+                      sum(r.last_state * w_last.to(r.last_state.dtype()).to(device));
+  loss.backward();
+  ScanRun run{r.y.to(Device::cpu()), r.last_state.to(Device::cpu()), {}};
+  for (const Tensor& t : {in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias}) {
+    run.grads.push_back(t.defined() ? t.grad().to(Device::cpu()) : Tensor());
+  }
+  return run;
+}
+
+void compare_scan(const ScanInputs& host, DType dtype, double tol, Generator& g) {
+  const Tensor w = Tensor::randn(host.u.shape(), g);
+  const Tensor w_last = Tensor::randn({host.u.size(0), host.u.size(1), host.A.size(1)}, g);
+  const ScanRun gpu = run_scan(host, dtype, Device::cuda(), w, w_last);
+  const ScanRun cpu = run_scan(host, dtype, Device::cpu(), w, w_last);
+  CHECK(relative_error(gpu.y, cpu.y) < tol);
+  CHECK(relative_error(gpu.last_state, cpu.last_state) < tol);
+  const char* names[] = {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias"};
+  for (size_t i = 0; i < cpu.grads.size(); ++i) {
+    if (!cpu.grads[i].defined()) continue;
+    INFO(names[i]);
+    CHECK(relative_error(gpu.grads[i], cpu.grads[i]) < tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CUDA selective_scan equals the CPU kernel at Mamba's sizes", "[cuda][ssm]") {
+  Generator g(101);
+  const ScanInputs host = mamba_operands(g, 2, 2048, 2048, 16);
+  SECTION("f32") {
+    compare_scan(host, DType::f32, 1e-4, g);
+  }
+  SECTION("bf16") {
+    compare_scan(host, DType::bf16, 3e-2, g);
+  }
+}
+
+TEST_CASE("CUDA selective_scan at odd sizes, without gate and bias, and in f64", "[cuda][ssm]") {
+  Generator g(102);
+  // 5 channels (odd: no pairing of half warps), length 77 (a partial chunk), N 7 (idle lanes).
+  ScanInputs host = mamba_operands(g, 3, 5, 77, 7);
+  compare_scan(host, DType::f64, 1e-12, g);
+  host.z = Tensor(), host.delta_bias = Tensor(), host.D = Tensor(), host.delta_softplus = false;
+  host.delta = Tensor::rand(host.u.shape(), g) * 0.2;
+  compare_scan(host, DType::f32, 1e-4, g);
+}
+
+TEST_CASE("CUDA selective_scan with N above the kernel's limit falls back correctly",
+          "[cuda][ssm]") {
+  Generator g(103);
+  compare_scan(mamba_operands(g, 2, 6, 40, 24), DType::f32, 1e-5, g);
+}
+
+TEST_CASE("CUDA selective_scan_step equals the CPU step", "[cuda][ssm]") {
+  Generator g(104);
+  const ScanInputs host = mamba_operands(g, 2, 2048, 3, 16);
+  NoGradGuard no_grad;
+  const Tensor state_gpu = Tensor::zeros({2, 2048, 16}, DType::f32, Device::cuda());
+  const Tensor state_cpu = Tensor::zeros({2, 2048, 16});
+  for (int64_t t = 0; t < 3; ++t) {
+    auto at = [t](const Tensor& x, Device d) { return x.select(2, t).contiguous().to(d); };
+    auto step = [&](Device d, const Tensor& state) {
+      return selective_scan_step(
+          {at(host.u, d), at(host.delta, d), host.A.to(d), at(host.B, d), at(host.C, d),
+           host.D.to(d), at(host.z, d), host.delta_bias.to(d), true},
+          state);
+    };
+    CHECK(relative_error(step(Device::cuda(), state_gpu).to(Device::cpu()),
+                         step(Device::cpu(), state_cpu)) < 1e-5);
+  }
+  CHECK(relative_error(state_gpu.to(Device::cpu()), state_cpu) < 1e-5);
+}
+
+TEST_CASE("CUDA cross_layer_readout equals the CPU read-out, forward and backward", "[cuda][ssm]") {
+  Generator g(105);
+  const ScanInputs s0 = mamba_operands(g, 2, 256, 300, 16), s1 = mamba_operands(g, 2, 256, 300, 16);
+  const Tensor C = Tensor::randn({2, 16, 300}, g), w = Tensor::randn({2, 256, 300}, g);
+  std::vector<std::vector<Tensor>> grads;
+  std::vector<Tensor> outputs;
+  for (Device d : {Device::cuda(), Device::cpu()}) {
+    auto p = [d](const Tensor& t) { return placed(t, DType::f32, d); };
+    const ScanSource a{p(s0.u), p(s0.delta), p(s0.A), p(s0.B), p(s0.delta_bias), true};
+    const ScanSource b{p(s1.u), p(s1.delta), p(s1.A), p(s1.B), Tensor(), true};
+    const Tensor c = p(C);
+    const std::vector<Tensor> r = cross_layer_readout({a, b}, c);
+    const Tensor total = r[0] + r[1];
+    sum(total * w.to(d)).backward();
+    outputs.push_back(total.to(Device::cpu()));
+    grads.push_back({});
+    for (const Tensor& t : {a.u, a.delta, a.A, a.B, a.delta_bias, b.u, b.delta, b.A, b.B, c}) {
+      grads.back().push_back(t.grad().to(Device::cpu()));
+    }
+  }
+  CHECK(relative_error(outputs[0], outputs[1]) < 1e-4);
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    INFO("gradient " << i);
+    CHECK(relative_error(grads[0][i], grads[1][i]) < 1e-4);
+  }
+}
+
+TEST_CASE("CUDA causal_conv1d equals the CPU kernel, forward, backward and step", "[cuda][ssm]") {
+  Generator g(106);
+  const Tensor x = Tensor::randn({2, 2048, 2048}, g), w = Tensor::randn({2048, 4}, g) * 0.5;
+  const Tensor bias = Tensor::randn({2048}, g), dy = Tensor::randn({2, 2048, 2048}, g);
+  for (auto [dtype, tol] : {std::pair{DType::f32, 1e-4}, std::pair{DType::bf16, 3e-2}}) {
+    for (bool silu : {false, true}) {
+      INFO("dtype " << dtype_name(dtype) << ", silu " << silu);
+      std::vector<std::vector<Tensor>> results;
+      for (Device d : {Device::cuda(), Device::cpu()}) {
+        const Tensor xx = placed(x, dtype, d), ww = placed(w, dtype, d),
+                     bb = placed(bias, dtype, d);
+        const Tensor y = causal_conv1d(xx, ww, bb, silu);
+        sum(y * dy.to(dtype).to(d)).backward();
+        results.push_back({y.to(Device::cpu()), xx.grad().to(Device::cpu()),
+                           ww.grad().to(Device::cpu()), bb.grad().to(Device::cpu())});
+      }
+      for (size_t i = 0; i < results[0].size(); ++i) {
+        INFO("tensor " << i << " (y, dx, dweight, dbias)");
+        CHECK(relative_error(results[0][i], results[1][i]) < tol);
+      }
+    }
+  }
+  NoGradGuard no_grad;
+  const Tensor xs = Tensor::randn({2, 2048, 5}, g);
+  const Tensor full = causal_conv1d(xs, w, bias, true);
+  const Tensor state = Tensor::zeros({2, 2048, 3}, DType::f32, Device::cuda());
+  for (int64_t t = 0; t < 5; ++t) {
+    const Tensor y_t = causal_conv1d_step(xs.select(2, t).to(Device::cuda()), state,
+                                          w.to(Device::cuda()), bias.to(Device::cuda()), true);
+    CHECK(relative_error(y_t.to(Device::cpu()), full.select(2, t)) < 1e-5);
+  }
+}
