@@ -116,4 +116,193 @@ void ConfigReader::finish() const {
   }
 }
 
+// ---- the fields every family has ----------------------------------------------------------------
+
+void read_model_fields(ConfigReader& reader, ModelConfig& config) {
+  config.arch = reader.text("arch");
+  config.vocab_size = reader.integer("vocab_size", 1, int64_t{1} << 24);
+  config.d_model = reader.integer("d_model", 1, int64_t{1} << 20);
+  config.n_layers = reader.integer("n_layers", 1, 4096);
+}
+
+nlohmann::json model_fields_json(const ModelConfig& config) {
+  return {{"arch", config.arch},
+          {"vocab_size", config.vocab_size},
+          {"d_model", config.d_model},
+          {"n_layers", config.n_layers}};
+}
+
+namespace {
+
+void expect_arch(ConfigReader& reader, const ModelConfig& config, const std::string& arch) {
+  if (!config.arch.empty() && config.arch != arch) {
+    reader.problem(
+        fmt::format("'arch' must be \"{}\" for this config, got \"{}\"", arch, config.arch));
+  }
+}
+
+// Heads split a width evenly; rotary rotates pairs, so q/k heads need an even width.
+void check_heads(ConfigReader& reader, const std::string& key, int64_t width, int64_t heads,
+                 bool even) {
+  if (width % heads != 0) {
+    reader.problem(fmt::format("'{}' ({}) must be divisible by n_heads ({})", key, width, heads));
+  } else if (even && (width / heads) % 2 != 0) {
+    reader.problem(fmt::format("'{}' / n_heads = {} must be even (rotary rotates channel pairs)",
+                               key, width / heads));
+  }
+}
+
+void read_retention(ConfigReader& reader, RetentionSettings& retention) {
+  retention.form =
+      reader.choice("retention_form", "parallel", {"parallel", "chunkwise", "recurrent"});
+  retention.chunk_size = reader.integer("chunk_size", 64, 1, int64_t{1} << 20);
+}
+
+void write_retention(nlohmann::json& json, const RetentionSettings& retention) {
+  json["retention_form"] = retention.form;
+  json["chunk_size"] = retention.chunk_size;
+}
+
+template <typename Enum>
+Enum parse_enum(ConfigReader& reader, const std::string& key, Enum fallback,
+                const std::vector<Enum>& values) {
+  std::vector<std::string> names;
+  for (Enum v : values) names.push_back(nn::to_string(v));
+  const std::string name = reader.choice(key, nn::to_string(fallback), names);
+  for (Enum v : values) {
+    if (nn::to_string(v) == name) return v;
+  }
+  return fallback;
+}
+
+void read_dense(ConfigReader& reader, nn::DenseConnectionOptions& dense) {
+  using nn::DenseFusion, nn::DenseProjection, nn::DenseSelect;
+  dense.projection =
+      parse_enum(reader, "dense_projection", dense.projection,
+                 {DenseProjection::none, DenseProjection::identity, DenseProjection::linear});
+  dense.select = parse_enum(reader, "dense_select", dense.select,
+                            {DenseSelect::none, DenseSelect::mlp, DenseSelect::linear});
+  dense.fusion =
+      parse_enum(reader, "dense_fusion", dense.fusion, {DenseFusion::add, DenseFusion::concat});
+  dense.m = reader.integer("dense_m", dense.m, 0, 64);
+  dense.shared = reader.boolean("dense_shared", dense.shared);
+  dense.every = reader.integer("dense_every", dense.every, 1, 64);
+  dense.gate_hidden = reader.integer("dense_gate_hidden", dense.gate_hidden, 0, int64_t{1} << 20);
+  dense.norm = reader.boolean("dense_norm", dense.norm);
+}
+
+void write_dense(nlohmann::json& json, const nn::DenseConnectionOptions& dense) {
+  json["dense_projection"] = nn::to_string(dense.projection);
+  json["dense_select"] = nn::to_string(dense.select);
+  json["dense_fusion"] = nn::to_string(dense.fusion);
+  json["dense_m"] = dense.m;
+  json["dense_shared"] = dense.shared;
+  json["dense_every"] = dense.every;
+  json["dense_gate_hidden"] = dense.gate_hidden;
+  json["dense_norm"] = dense.norm;
+}
+
+constexpr int64_t kMaxWidth = int64_t{1} << 20;
+
+}  // namespace
+
+// ---- DenseRetNet
+// -----------------------------------------------------------------------------------
+
+DenseRetNetConfig DenseRetNetConfig::from_json(const nlohmann::json& json) {
+  ConfigReader reader(json, "densretnet config");
+  DenseRetNetConfig c;
+  read_model_fields(reader, c);
+  expect_arch(reader, c, "densretnet");
+  c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
+  c.qk_dim = reader.integer("qk_dim", 1, kMaxWidth);
+  c.v_dim = reader.integer("v_dim", 1, kMaxWidth);
+  c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
+  c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
+  c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
+  read_retention(reader, c.retention);
+  read_dense(reader, c.dense);
+  check_heads(reader, "qk_dim", c.qk_dim, c.n_heads, true);
+  check_heads(reader, "v_dim", c.v_dim, c.n_heads, false);
+  c.dense.norm_eps = c.norm_eps;
+  reader.finish();
+  return c;
+}
+
+nlohmann::json DenseRetNetConfig::to_json() const {
+  nlohmann::json json = model_fields_json(*this);
+  json["n_heads"] = n_heads;
+  json["qk_dim"] = qk_dim;
+  json["v_dim"] = v_dim;
+  json["norm_eps"] = norm_eps;
+  json["dropout"] = dropout;
+  json["init_std"] = init_std;
+  write_retention(json, retention);
+  write_dense(json, dense);
+  return json;
+}
+
+// ---- RetNet
+// ----------------------------------------------------------------------------------------
+
+RetNetConfig RetNetConfig::from_json(const nlohmann::json& json) {
+  ConfigReader reader(json, "retnet config");
+  RetNetConfig c;
+  read_model_fields(reader, c);
+  expect_arch(reader, c, "retnet");
+  c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
+  c.qk_dim = reader.integer("qk_dim", 1, kMaxWidth);
+  c.v_dim = reader.integer("v_dim", 1, kMaxWidth);
+  c.ffn_dim = reader.integer("ffn_dim", 1, kMaxWidth);
+  c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
+  c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
+  c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
+  read_retention(reader, c.retention);
+  check_heads(reader, "qk_dim", c.qk_dim, c.n_heads, true);
+  check_heads(reader, "v_dim", c.v_dim, c.n_heads, false);
+  reader.finish();
+  return c;
+}
+
+nlohmann::json RetNetConfig::to_json() const {
+  nlohmann::json json = model_fields_json(*this);
+  json["n_heads"] = n_heads;
+  json["qk_dim"] = qk_dim;
+  json["v_dim"] = v_dim;
+  json["ffn_dim"] = ffn_dim;
+  json["norm_eps"] = norm_eps;
+  json["dropout"] = dropout;
+  json["init_std"] = init_std;
+  write_retention(json, retention);
+  return json;
+}
+
+// ---- LLaMA
+// -----------------------------------------------------------------------------------------
+
+LlamaConfig LlamaConfig::from_json(const nlohmann::json& json) {
+  ConfigReader reader(json, "llama config");
+  LlamaConfig c;
+  read_model_fields(reader, c);
+  expect_arch(reader, c, "llama");
+  c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
+  c.ffn_dim = reader.integer("ffn_dim", 1, kMaxWidth);
+  c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
+  c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
+  c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
+  check_heads(reader, "d_model", c.d_model, c.n_heads, true);
+  reader.finish();
+  return c;
+}
+
+nlohmann::json LlamaConfig::to_json() const {
+  nlohmann::json json = model_fields_json(*this);
+  json["n_heads"] = n_heads;
+  json["ffn_dim"] = ffn_dim;
+  json["norm_eps"] = norm_eps;
+  json["dropout"] = dropout;
+  json["init_std"] = init_std;
+  return json;
+}
+
 }  // namespace dssm::models

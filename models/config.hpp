@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nn/dense_hidden_connection.hpp"
+
 namespace dssm::models {
 
 // The fields every family has.
@@ -50,6 +52,63 @@ class ConfigReader {
   std::string where_;
   std::vector<std::string> read_keys_;
   std::vector<std::string> problems_;
+};
+
+// Reads arch, vocab_size, d_model and n_layers into `config` (shared by every family).
+void read_model_fields(ConfigReader& reader, ModelConfig& config);
+nlohmann::json model_fields_json(const ModelConfig& config);
+
+// How a retention model computes its parallel (training) forward; step() is always recurrent.
+// All three compute the same function (ops/retention.hpp).
+struct RetentionSettings {
+  std::string form = "parallel";  // "parallel" | "chunkwise" | "recurrent"
+  int64_t chunk_size = 64;        // tokens per chunk of the chunkwise form
+};
+
+// DenseRetNet (arXiv 2403.00818, Sec. 3.4; paper Table 3 sizes): GAU-like retention blocks with
+// dense key/value connections. See docs/models.md.
+struct DenseRetNetConfig : ModelConfig {
+  int64_t n_heads = 2;
+  int64_t qk_dim = 0;  // d_qk: width of q and k over all heads
+  int64_t v_dim = 0;   // d_v: width of v and of the gate g over all heads (v_factor * d_model)
+  double norm_eps = 1e-6;
+  double dropout = 0.0;
+  double init_std = 0.02;
+  RetentionSettings retention;
+  // Defaults: the paper's best setting (identity projection, MLP select, add fusion, m = 2,
+  // one shared gate, every layer, RMSNorm after fusion as in the reference code).
+  nn::DenseConnectionOptions dense = {.m = 2, .norm = true};
+
+  static DenseRetNetConfig from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const override;
+};
+
+// RetNet (Sun et al. 2023) in torchscale's layout: pre-norm multi-scale retention sublayer
+// (q, k, v, swish gate g; v and g of width v_dim) + pre-norm SwiGLU FFN sublayer.
+struct RetNetConfig : ModelConfig {
+  int64_t n_heads = 4;
+  int64_t qk_dim = 0;   // torchscale: d_model
+  int64_t v_dim = 0;    // torchscale: 2 * d_model
+  int64_t ffn_dim = 0;  // SwiGLU hidden width
+  double norm_eps = 1e-6;
+  double dropout = 0.0;
+  double init_std = 0.02;
+  RetentionSettings retention;
+
+  static RetNetConfig from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const override;
+};
+
+// LLaMA (Touvron et al. 2023): pre-norm causal softmax attention with rotary + SwiGLU FFN.
+struct LlamaConfig : ModelConfig {
+  int64_t n_heads = 8;
+  int64_t ffn_dim = 0;
+  double norm_eps = 1e-6;
+  double dropout = 0.0;
+  double init_std = 0.02;
+
+  static LlamaConfig from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const override;
 };
 
 }  // namespace dssm::models

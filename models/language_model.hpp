@@ -11,11 +11,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "models/config.hpp"
 #include "nn/module.hpp"
+#include "tensor/error.hpp"
 #include "tensor/random.hpp"
 #include "tensor/tensor.hpp"
 
@@ -44,16 +46,27 @@ class LanguageModel : public nn::Module {
   // The configuration the model was built from; config().to_json() rebuilds it via make_model.
   virtual const ModelConfig& config() const = 0;
 
-  // Dropout masks are drawn from this generator (seeded by make_model's seed), so a training run
-  // is reproducible; checkpoints save and restore its (seed, offset).
+  // Dropout masks are drawn from this generator, so a training run is reproducible; checkpoints
+  // save and restore its (seed, offset). Weights are initialised from Generator(seed), dropout
+  // from Generator(dropout_seed(seed)): two streams that never overlap.
   Generator& dropout_generator() { return dropout_generator_; }
+  static uint64_t dropout_seed(uint64_t seed) { return seed ^ 0x9E3779B97F4A7C15ull; }
 
  protected:
-  explicit LanguageModel(uint64_t seed) : dropout_generator_(seed) {}
+  explicit LanguageModel(uint64_t seed) : dropout_generator_(dropout_seed(seed)) {}
 
  private:
   Generator dropout_generator_;
 };
+
+// Checks the token ids handed to forward (dims 2: [batch, length]) or step (dims 1: [batch]):
+// integer dtype and shape. Ids outside [0, vocab) are reported by the embedding lookup.
+inline void check_token_ids(const Tensor& ids, int64_t dims, std::string_view where) {
+  check(ids.defined() && (ids.dtype() == DType::i64 || ids.dtype() == DType::i32), where,
+        "expected token ids of dtype i64 or i32, got {}", ids.defined() ? describe(ids) : "none");
+  check(ids.dim() == dims && ids.numel() > 0, where, "expected token ids {}, got {}",
+        dims == 2 ? "[batch, length]" : "[batch]", describe(ids));
+}
 
 // Builds the model named by config["arch"] with weights initialised from `seed`.
 // Arches: "densretnet", "retnet", "llama" (models/retnet.cpp, models/llama.cpp) and "mamba",
