@@ -1,0 +1,170 @@
+// retention_bench: forward + backward time of chunkwise retention (ops/retention.hpp) against
+// its floors. Defaults are DenseRetNet-350M's retention shapes on CUDA (batch 8, length 2048,
+// 2 heads, dk 384, dv 1536, bf16) and a smaller problem on the CPU.
+//
+//   retention_bench [--device cpu|cuda] [--dtype bf16|f32] [--chunk 64,128,256,512]
+//                   [--batch B] [--length L] [--heads H] [--dk D] [--dv D] [--iters N]
+//
+// FLOP floor: the GEMM FLOPs of the chunkwise algorithm (below), without backward's recompute,
+// at 790 TFLOP/s. Bytes floor: reading q, k, v and writing o in forward; reading q, k, v, dO and
+// writing dq, dk, dv in backward, at 3.0 TB/s. Saved activations: the op keeps q, k, v alive for
+// backward (nothing else), (2 dk + dv) * heads elements per token.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda/backend.hpp"
+#include "ops/retention.hpp"
+#if DSSM_WITH_CUDA
+#include "cuda/allocator.hpp"
+#endif
+
+using namespace dssm;
+
+namespace {
+
+struct Config {
+  Device device = Device::cpu();
+  DType dtype = DType::f32;
+  std::vector<int64_t> chunks;
+  int64_t batch = 0, length = 0, heads = 2, dk = 0, dv = 0, iters = 0;
+};
+
+std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> values;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) values.push_back(std::stoll(item));
+  return values;
+}
+
+Config parse(int argc, char** argv) {
+  Config c;
+  std::string device = "cpu", dtype, chunks;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--device")
+      device = value;
+    else if (key == "--dtype")
+      dtype = value;
+    else if (key == "--chunk")
+      chunks = value;
+    else if (key == "--batch")
+      c.batch = std::stoll(value);
+    else if (key == "--length")
+      c.length = std::stoll(value);
+    else if (key == "--heads")
+      c.heads = std::stoll(value);
+    else if (key == "--dk")
+      c.dk = std::stoll(value);
+    else if (key == "--dv")
+      c.dv = std::stoll(value);
+    else if (key == "--iters")
+      c.iters = std::stoll(value);
+    else
+      fail("retention_bench", "unknown option {}", key);
+  }
+  c.device = Device::parse(device);
+  const bool gpu = c.device.is_cuda();
+  c.dtype = dtype_from_name(dtype.empty() ? (gpu ? "bf16" : "f32") : dtype);
+  c.chunks = parse_list(chunks.empty() ? (gpu ? "64,128,256,512" : "64,128") : chunks);
+  auto or_default = [](int64_t& v, int64_t fallback) { v = v ? v : fallback; };
+  or_default(c.batch, gpu ? 8 : 1);
+  or_default(c.length, gpu ? 2048 : 512);
+  or_default(c.dk, gpu ? 384 : 128);
+  or_default(c.dv, gpu ? 1536 : 512);
+  or_default(c.iters, gpu ? 20 : 3);
+  return c;
+}
+
+// GEMM FLOPs per (batch, head) of the chunkwise algorithm over a padded length Lp, chunk C.
+struct Flops {
+  double forward, backward;
+};
+Flops chunkwise_flops(double Lp, double C, double dk, double dv) {
+  const double intra_fwd = 2 * Lp * C * dk + 2 * Lp * C * dv;  // Q K^T, A V
+  const double state_fwd = 2 * 2 * Lp * dk * dv;               // U = (Γ K)^T V, (Λ Q) P
+  // dA, dQ_intra, dK_intra, dV_intra; dP, dQ_inter, dK_inter, dV_inter.
+  const double intra_bwd = 2 * Lp * C * dv * 2 + 2 * Lp * C * dk * 2;
+  const double state_bwd = 4 * 2 * Lp * dk * dv;
+  return {intra_fwd + state_fwd, intra_bwd + state_bwd};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Config c = parse(argc, argv);
+  if (c.device.is_cuda()) cuda::require_device(c.device.index);
+  const double elem = static_cast<double>(dtype_size(c.dtype));
+  const double bh = static_cast<double>(c.batch * c.heads);
+  const double L = static_cast<double>(c.length), dk = static_cast<double>(c.dk),
+               dv = static_cast<double>(c.dv);
+  const double bytes = bh * L * (6 * dk + 5 * dv) * elem;
+  fmt::print(
+      "chunkwise retention, forward + backward: batch {}, length {}, heads {}, dk {}, dv {}, {} "
+      "on {}\n",
+      c.batch, c.length, c.heads, c.dk, c.dv, dtype_name(c.dtype), c.device.str());
+  fmt::print("saved activations: {:.0f} bytes per token (q, k, v)\n",
+             (2 * dk + dv) * static_cast<double>(c.heads) * elem);
+  fmt::print("{:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}  {}\n", "chunk", "fwd ms",
+             "fwd+bwd ms", "floor ms", "of floor", "TFLOP/s", "GB/s", "extra");
+
+  Generator gen(7);
+  const Tensor q = Tensor::randn({c.batch, c.heads, c.length, c.dk}, gen, c.dtype, c.device);
+  const Tensor k = Tensor::randn({c.batch, c.heads, c.length, c.dk}, gen, c.dtype, c.device);
+  const Tensor v = Tensor::randn({c.batch, c.heads, c.length, c.dv}, gen, c.dtype, c.device);
+  const Tensor grad_out = Tensor::randn({c.batch, c.heads, c.length, c.dv}, gen, c.dtype, c.device);
+  for (int64_t chunk : c.chunks) {
+    const int64_t C = std::min(chunk, c.length);
+    const double Lp = static_cast<double>((c.length + C - 1) / C * C);
+    const Flops flops = chunkwise_flops(Lp, static_cast<double>(C), dk, dv);
+    const double total_flops = bh * (flops.forward + flops.backward);
+    const double floor_s = std::max(total_flops / 790e12, bytes / 3.0e12);
+    std::string extra;
+    double forward_s = 0, total_s = 0;
+    for (int64_t it = -1; it < c.iters; ++it) {  // iteration -1 warms up (and builds constants)
+      Tensor qg = q.detach().set_requires_grad(), kg = k.detach().set_requires_grad(),
+             vg = v.detach().set_requires_grad();
+#if DSSM_WITH_CUDA
+      if (c.device.is_cuda() && it == 0) cuda::reset_peak_stats();
+      const size_t before = c.device.is_cuda() ? cuda::allocator_stats().in_use_bytes : 0;
+#endif
+      cuda::synchronize();
+      const auto start = std::chrono::steady_clock::now();
+      const Tensor out = retention_chunkwise(qg, kg, vg, chunk);
+      cuda::synchronize();
+      const double fwd = seconds_since(start);
+#if DSSM_WITH_CUDA
+      if (c.device.is_cuda() && it == 0) {
+        const double held = static_cast<double>(cuda::allocator_stats().in_use_bytes - before) -
+                            static_cast<double>(out.nbytes());
+        extra = fmt::format("held after fwd beyond o: {:.0f} B/token",
+                            held / static_cast<double>(c.batch * c.length));
+      }
+#endif
+      out.backward(grad_out);
+      cuda::synchronize();
+      if (it >= 0) forward_s += fwd, total_s += seconds_since(start);
+    }
+#if DSSM_WITH_CUDA
+    if (c.device.is_cuda()) {
+      extra +=
+          fmt::format(", peak {:.2f} GiB",
+                      static_cast<double>(cuda::allocator_stats().peak_in_use_bytes) / (1 << 30));
+    }
+#endif
+    forward_s /= static_cast<double>(c.iters);
+    total_s /= static_cast<double>(c.iters);
+    fmt::print("{:>6} {:>10.3f} {:>10.3f} {:>10.3f} {:>9.1f}% {:>12.3f} {:>10.1f}  {}\n", chunk,
+               forward_s * 1e3, total_s * 1e3, floor_s * 1e3, 100 * floor_s / total_s,
+               total_flops / total_s / 1e12, bytes / total_s / 1e9, extra);
+  }
+  return 0;
+}
