@@ -1,0 +1,228 @@
+// gpu_core: throughput of the core CUDA ops against the device's own ceilings.
+//   memory-bound ops: GB/s (bytes read + written) as a fraction of a device-to-device copy's,
+//     on tensors of 64 MiB and more;
+//   matmul: TFLOP/s as a fraction of cuBLAS called directly in this program on the same shapes;
+//   the caching allocator: cudaMalloc calls during a steady training-like loop (should be 0).
+// Each figure is the median of 15 runs after 3 warm-up runs, timed with CUDA events.
+// Usage: gpu_core   (results recorded in docs/benchmarks.md, "GPU core")
+#include <fmt/format.h>
+
+#if !defined(DSSM_WITH_CUDA)
+int main() {
+  fmt::print("gpu_core: built without CUDA, nothing to measure\n");
+  return 0;
+}
+#else
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <functional>
+#include <vector>
+
+#include "cuda/allocator.hpp"
+#include "cuda/backend.hpp"
+#include "cuda/blas.hpp"
+#include "ops/cross_entropy.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/matmul.hpp"
+#include "ops/norm.hpp"
+#include "ops/reduce.hpp"
+#include "ops/softmax.hpp"
+
+using namespace dssm;
+
+namespace {
+
+constexpr int kWarmup = 3;
+constexpr int kReps = 15;
+
+void check_cuda_call(cudaError_t status, const char* call) {
+  if (status != cudaSuccess) fail("gpu_core", "{} failed: {}", call, cudaGetErrorString(status));
+}
+void check_cublas_call(cublasStatus_t status, const char* call) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    fail("gpu_core", "{} failed: {}", call, cublasGetStatusName(status));
+  }
+}
+
+// Median milliseconds of one call of fn. Events go on the legacy default stream, which orders
+// against densessm's (blocking) stream, so they bracket all the work fn queued.
+double median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < kWarmup; ++i) fn();
+  cudaEvent_t start, stop;
+  check_cuda_call(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda_call(cudaEventCreate(&stop), "cudaEventCreate");
+  std::vector<double> times;
+  for (int i = 0; i < kReps; ++i) {
+    check_cuda_call(cudaEventRecord(start, nullptr), "cudaEventRecord");
+    fn();
+    check_cuda_call(cudaEventRecord(stop, nullptr), "cudaEventRecord");
+    check_cuda_call(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda_call(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+const Device kCuda = Device::cuda(0);
+
+// ---- memory-bound ops ------------------------------------------------------------------------
+
+struct BandwidthRow {
+  std::string op;
+  std::string shape;
+  double bytes;  // read + written per call
+  std::function<void()> run;
+};
+
+void bandwidth_table() {
+  Generator gen(1);
+  const int64_t n = int64_t{1} << 26;  // 64 Mi elements: 256 MiB of f32, 128 MiB of bf16
+  const Tensor a = Tensor::randn({n}, gen, DType::f32, kCuda);
+  const Tensor b = Tensor::randn({n}, gen, DType::f32, kCuda);
+  const Tensor a16 = a.to(DType::bf16);
+  const Tensor copy_dst = Tensor::empty({n}, DType::f32, kCuda);
+  const double f32_bytes = static_cast<double>(n) * 4, bf16_bytes = static_cast<double>(n) * 2;
+
+  const double copy_ms = median_ms(
+      [&] { cuda::copy_bytes(copy_dst.raw_data(), kCuda, a.raw_data(), kCuda, a.nbytes()); });
+  const double copy_gbs = 2 * f32_bytes / copy_ms / 1e6;
+
+  // Rows of 4096 (a hidden size) and of 32000 (a vocabulary) for the row-wise ops.
+  const int64_t hidden = 4096, vocab = 32000, tokens = 8192;
+  const Tensor x = a.reshape({n / hidden, hidden});
+  const Tensor weight = Tensor::ones({hidden}, DType::f32, kCuda);
+  const Tensor logits = Tensor::randn({tokens, vocab}, gen, DType::f32, kCuda);
+  const Tensor targets =
+      (Tensor::rand({tokens}, gen, DType::f32, kCuda) * (vocab - 1)).to(DType::i64);
+  const double logits_bytes = static_cast<double>(tokens) * vocab * 4;
+
+  std::vector<BandwidthRow> rows = {
+      {"add f32", "[64Mi] + [64Mi]", 3 * f32_bytes, [&] { add(a, b); }},
+      {"add bf16", "[64Mi] + [64Mi]", 3 * bf16_bytes, [&] { add(a16, a16); }},
+      {"silu f32", "[64Mi]", 2 * f32_bytes, [&] { silu(a); }},
+      {"silu bf16", "[64Mi]", 2 * bf16_bytes, [&] { silu(a16); }},
+      {"sum f32 (all)", "[64Mi]", f32_bytes, [&] { sum(a); }},
+      {"sum f32 (rows)", "[16Ki, 4096] dim 1", f32_bytes, [&] { sum(x, {1}); }},
+      {"softmax f32", "[16Ki, 4096] dim 1", 2 * f32_bytes, [&] { softmax(x, -1); }},
+      {"rms_norm f32", "[16Ki, 4096]", 2 * f32_bytes, [&] { rms_norm(x, weight); }},
+      {"cross_entropy f32", "[8192, 32000]", logits_bytes, [&] { cross_entropy(logits, targets); }},
+  };
+  fmt::print("\nMemory-bound ops (median of {} after {} warm-up; bytes = read + written)\n", kReps,
+             kWarmup);
+  fmt::print("{:<20} {:<20} {:>10} {:>10} {:>10}\n", "op", "shape", "time ms", "GB/s", "of copy");
+  fmt::print("{:<20} {:<20} {:>10.3f} {:>10.0f} {:>10}\n", "d2d copy f32", "[64Mi]", copy_ms,
+             copy_gbs, "1.00");
+  for (const BandwidthRow& row : rows) {
+    try {
+      const double ms = median_ms(row.run);
+      const double gbs = row.bytes / ms / 1e6;
+      fmt::print("{:<20} {:<20} {:>10.3f} {:>10.0f} {:>10.2f}\n", row.op, row.shape, ms, gbs,
+                 gbs / copy_gbs);
+    } catch (const std::exception& e) {  // an op without a CUDA kernel yet
+      fmt::print("{:<20} {:<20} not available: {}\n", row.op, row.shape, e.what());
+    }
+  }
+}
+
+// ---- matmul against cuBLAS -------------------------------------------------------------------
+
+struct GemmShape {
+  int64_t batch, m, k, n;
+};
+
+// The same row-major product C = A B through cuBLAS directly: C^T = B^T A^T column-major.
+void cublas_gemm(cublasHandle_t handle, const Tensor& a, const Tensor& b, const Tensor& c,
+                 const GemmShape& s, bool tf32) {
+  const float alpha = 1, beta = 0;
+  const bool bf16 = a.dtype() == DType::bf16;
+  const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute =
+      bf16 || !tf32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+  check_cublas_call(cublasGemmStridedBatchedEx(
+                        handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(s.n),
+                        static_cast<int>(s.m), static_cast<int>(s.k), &alpha, b.raw_data(), type,
+                        static_cast<int>(s.n), s.k * s.n, a.raw_data(), type, static_cast<int>(s.k),
+                        s.m * s.k, &beta, c.raw_data(), type, static_cast<int>(s.n), s.m * s.n,
+                        static_cast<int>(s.batch), compute, CUBLAS_GEMM_DEFAULT),
+                    "cublasGemmStridedBatchedEx");
+}
+
+void matmul_table() {
+  cublasHandle_t handle;
+  check_cublas_call(cublasCreate(&handle), "cublasCreate");
+  Generator gen(2);
+  const GemmShape shapes[] = {{1, 4096, 4096, 4096}, {1, 8192, 2048, 2048}, {32, 1024, 1024, 1024}};
+  struct Mode {
+    const char* name;
+    DType dtype;
+    bool tf32;
+  };
+  const Mode modes[] = {
+      {"bf16", DType::bf16, false}, {"f32", DType::f32, false}, {"f32 tf32", DType::f32, true}};
+  fmt::print("\nmatmul (median of {} after {} warm-up), ours vs cuBLAS called directly\n", kReps,
+             kWarmup);
+  fmt::print("{:<10} {:<24} {:>10} {:>12} {:>12} {:>8}\n", "dtype", "B x M x K x N", "ours ms",
+             "ours TFLOP/s", "cuBLAS", "ratio");
+  for (const Mode& mode : modes) {
+    for (const GemmShape& s : shapes) {
+      const Tensor a = Tensor::randn({s.batch, s.m, s.k}, gen, mode.dtype, kCuda);
+      const Tensor b = Tensor::randn({s.batch, s.k, s.n}, gen, mode.dtype, kCuda);
+      const Tensor c = Tensor::empty({s.batch, s.m, s.n}, mode.dtype, kCuda);
+      const double flops = 2.0 * s.batch * s.m * s.k * s.n;
+      cuda::set_allow_tf32(mode.tf32);
+      const double ours_ms = median_ms([&] { bmm(a, b); });
+      cuda::set_allow_tf32(false);
+      const double ref_ms = median_ms([&] { cublas_gemm(handle, a, b, c, s, mode.tf32); });
+      const double ours = flops / ours_ms / 1e9, ref = flops / ref_ms / 1e9;
+      fmt::print("{:<10} {:<24} {:>10.3f} {:>12.1f} {:>12.1f} {:>8.2f}\n", mode.name,
+                 fmt::format("{} x {} x {} x {}", s.batch, s.m, s.k, s.n), ours_ms, ours, ref,
+                 ours / ref);
+    }
+  }
+  cublasDestroy(handle);
+}
+
+// ---- the allocator in a steady loop ----------------------------------------------------------
+
+void allocator_report() {
+  Generator gen(3);
+  Tensor w = (Tensor::randn({1024, 1024}, gen, DType::bf16, kCuda) * 0.02).detach();
+  w.set_requires_grad(true);
+  auto step = [&] {
+    const Tensor x = Tensor::randn({4096, 1024}, gen, DType::bf16, kCuda);
+    sum(silu(matmul(x, w)).to(DType::f32)).backward();
+    w.zero_grad();
+  };
+  step();
+  const size_t before = cuda::allocator_stats().malloc_calls;
+  const double ms = median_ms(step);
+  const cuda::AllocatorStats stats = cuda::allocator_stats();
+  fmt::print(
+      "\nCaching allocator: {} steady-state steps ({:.3f} ms each) made {} cudaMalloc "
+      "calls; {} cudaMalloc in total, {:.1f} MiB reserved, peak in use {:.1f} MiB\n",
+      kWarmup + kReps, ms, stats.malloc_calls - before, stats.malloc_calls,
+      stats.reserved_bytes / 1048576.0, stats.peak_in_use_bytes / 1048576.0);
+}
+
+}  // namespace
+
+int main() {
+  cuda::require_device(0);
+  cudaDeviceProp prop{};
+  check_cuda_call(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  fmt::print("gpu_core on {} ({} SMs, {:.0f} GiB)\n", prop.name, prop.multiProcessorCount,
+             prop.totalGlobalMem / 1073741824.0);
+  bandwidth_table();
+  matmul_table();
+  allocator_report();
+  return 0;
+}
+
+#endif
