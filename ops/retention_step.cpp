@@ -93,9 +93,9 @@ RetentionStepResult retention_step(const Tensor& q_t, const Tensor& k_t, const T
       cpu_step(r.out, r.state, q, k, v, s, decay.gammas, scales);
     }
   }
-  const Device device = q.device();
-  const Tensor gamma = Tensor::from_vector(decay.gammas, {1, heads, 1, 1}, q.dtype(), device);
-  const Tensor scale = Tensor::from_vector(scales, {1, heads, 1}, q.dtype(), device);
+  if (!any_requires_grad({q_t, k_t, v_t, state})) return r;  // generation: nothing to record
+  const Tensor gamma = Tensor::from_vector(decay.gammas, {1, heads, 1, 1}, q.dtype(), q.device());
+  const Tensor scale = Tensor::from_vector(scales, {1, heads, 1}, q.dtype(), q.device());
   record(kOp, {q_t, k_t, v_t, state}, {r.out, r.state},
          [q = q.detach(), k = k.detach(), v = v.detach(), new_state = r.state.detach(), gamma,
           scale](const BackwardArgs& args) {
