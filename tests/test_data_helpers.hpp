@@ -76,3 +76,29 @@ inline std::vector<std::vector<int32_t>> random_documents(std::mt19937_64& rng, 
 }
 
 }  // namespace dssm::test
+
+#if DSSM_WITH_SENTENCEPIECE
+#include "train/data/tokenizer.hpp"
+
+namespace dssm::test {
+
+inline std::string tiny_corpus() {
+  return std::string(DSSM_TEST_DATA_DIR) + "/tiny_corpus.jsonl";
+}
+
+// A small BPE model trained once per test run on tests/data/tiny_corpus.jsonl.
+inline const std::string& tiny_tokenizer() {
+  static const ScratchDir dir;
+  static const std::string model = [] {
+    dssm::data::train_tokenizer({.inputs = {tiny_corpus()},
+                                 .model_prefix = dir / "tiny",
+                                 .vocab_size = 400,
+                                 .model_type = "bpe",
+                                 .threads = 1});
+    return dir / "tiny.model";
+  }();
+  return model;
+}
+
+}  // namespace dssm::test
+#endif

@@ -71,6 +71,13 @@ bool ByteStream::refill() {
       file_offset_ += static_cast<int64_t>(z.in.size);
       z.end_of_file = z.in.size == 0;
     }
+    if (z.in.pos == z.in.size && z.end_of_file) {
+      // All input consumed: a clean end only if the last frame was complete and flushed.
+      if (z.last_result == 0) {
+        buffer_.clear();
+        return false;
+      }
+    }
     ZSTD_outBuffer out{buffer_.data(), buffer_.size(), 0};
     const int64_t consumed_before = file_offset_ - static_cast<int64_t>(z.in.size - z.in.pos);
     const size_t result = ZSTD_decompressStream(z.stream, &out, &z.in);
@@ -82,13 +89,9 @@ bool ByteStream::refill() {
       buffer_.resize(out.pos);
       return true;
     }
-    if (z.end_of_file && z.in.pos == z.in.size) {
-      check(z.last_result == 0, path_,
-            "truncated zstd frame: the file ends at compressed byte offset {} inside a frame",
-            file_offset_);
-      buffer_.clear();
-      return false;
-    }
+    check(!(z.end_of_file && z.in.pos == z.in.size), path_,
+          "truncated zstd frame: the file ends at compressed byte offset {} inside a frame",
+          file_offset_);
   }
 #else
   return false;

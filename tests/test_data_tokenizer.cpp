@@ -1,0 +1,56 @@
+// The sentencepiece tokenizer: trained here on the tiny corpus, it encodes and decodes text
+// losslessly, with LLaMA's special ids.
+#include <catch2/catch.hpp>
+
+#include "tensor/error.hpp"
+#include "tests/test_data_helpers.hpp"
+#include "train/data/raw_documents.hpp"
+#include "train/data/tokenizer.hpp"
+
+using namespace dssm::data;
+
+#if DSSM_WITH_SENTENCEPIECE
+
+TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encodes", "[data]") {
+  const Tokenizer tokenizer(dssm::test::tiny_tokenizer());
+  CHECK(tokenizer.vocab_size() > 259);
+  CHECK(tokenizer.vocab_size() <= 400);
+  CHECK(tokenizer.bos_id() == 1);
+  CHECK(tokenizer.eos_id() == 2);
+
+  RawDocumentReader corpus({dssm::test::tiny_corpus()});
+  RawDocument document;
+  int documents = 0;
+  while (corpus.next(document)) {
+    const std::vector<int32_t> ids = tokenizer.encode(document.text);
+    CHECK(ids.size() < document.text.size());  // merges were learnt
+    CHECK(tokenizer.decode(ids) == document.text);
+    ++documents;
+  }
+  CHECK(documents == 12);
+
+  // Unseen words, digits, accents, other scripts and emoji round-trip through byte pieces.
+  auto rng = dssm::test::fresh_rng();
+  const std::vector<std::string> words = {"naïve",    "café",        "東京", "🙂",   "x86_64",
+                                          "tab\tbed", "line\nbreak", "2024", "Zürich", "αβγ"};
+  for (int trial = 0; trial < 20; ++trial) {
+    std::string text = words[rng() % words.size()];
+    for (int w = 0; w < 8; ++w) text += " " + words[rng() % words.size()];
+    CHECK(tokenizer.decode(tokenizer.encode(text)) == text);
+  }
+}
+
+TEST_CASE("Tokenizer errors name the file", "[data]") {
+  CHECK_THROWS_WITH(Tokenizer("/nonexistent/x.model"), Catch::Contains("/nonexistent/x.model"));
+  CHECK_THROWS_WITH(
+      train_tokenizer({.inputs = {"/nonexistent/corpus.jsonl"}, .model_prefix = "/tmp/never"}),
+      Catch::Contains("/nonexistent/corpus.jsonl"));
+}
+
+#else
+
+TEST_CASE("Without sentencepiece the tokenizer says so", "[data]") {
+  CHECK_THROWS_WITH(Tokenizer("x.model"), Catch::Contains("built without sentencepiece"));
+}
+
+#endif
