@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 
 #include "ops/cross_entropy.hpp"
 #include "ops/dropout.hpp"
@@ -261,48 +262,51 @@ TEST_CASE("rms_norm, layer_norm and group_rms_norm equal the plain formulas", "[
   }
 }
 
+// Small rows, and rows large enough for the kernels' multi-threaded paths (more than 32768
+// elements: per-thread partial sums of dw and db).
 TEST_CASE("fused norm gradients equal those of the norms composed from core ops", "[nnops]") {
   Generator gen(9);
-  const Tensor x0 = Tensor::randn({2, 3, 8}, gen, DType::f64);
-  const Tensor w0 = Tensor::randn({8}, gen, DType::f64), b0 = Tensor::randn({8}, gen, DType::f64);
-  const Tensor g = Tensor::randn({2, 3, 8}, gen, DType::f64);
-  const double eps = 1e-5;
-  auto composed_rms = [&](const Tensor& x, const Tensor& w) {
-    return x * rsqrt(mean(x * x, {-1}, true) + eps) * w;
-  };
-  auto composed_ln = [&](const Tensor& x, const Tensor& w, const Tensor& b) {
-    const Tensor c = x - mean(x, {-1}, true);
-    return c * rsqrt(mean(c * c, {-1}, true) + eps) * w + b;
-  };
-  auto composed_group = [&](const Tensor& x, const Tensor& w) {  // 2 groups of 4
-    const std::vector<Tensor> parts = chunk(x, 2, -1);
-    return concat({composed_rms(parts[0], Tensor::ones({4}, DType::f64)),
-                   composed_rms(parts[1], Tensor::ones({4}, DType::f64))},
-                  -1) *
-           w;
-  };
-  struct Case {
-    const char* name;
-    std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)> fused, composed;
-  };
-  const std::vector<Case> cases = {
-      {"rms_norm", [&](auto& x, auto& w, auto&) { return rms_norm(x, w, eps); },
-       [&](auto& x, auto& w, auto&) { return composed_rms(x, w); }},
-      {"layer_norm", [&](auto& x, auto& w, auto& b) { return layer_norm(x, w, b, eps); },
-       [&](auto& x, auto& w, auto& b) { return composed_ln(x, w, b); }},
-      {"group_rms_norm", [&](auto& x, auto& w, auto&) { return group_rms_norm(x, 2, eps, w); },
-       [&](auto& x, auto& w, auto&) { return composed_group(x, w); }}};
-  for (const Case& c : cases) {
-    INFO(c.name);
-    const Tensor x1 = leaf(x0), w1 = leaf(w0), b1 = leaf(b0);
-    const Tensor x2 = leaf(x0), w2 = leaf(w0), b2 = leaf(b0);
-    const Tensor y1 = c.fused(x1, w1, b1), y2 = c.composed(x2, w2, b2);
-    check_close(values(y1), values(y2), 1e-12);
-    sum(y1 * g).backward();
-    sum(y2 * g).backward();
-    check_close(values(x1.grad()), values(x2.grad()), 1e-10);
-    check_close(values(w1.grad()), values(w2.grad()), 1e-10);
-    if (b2.grad().defined()) check_close(values(b1.grad()), values(b2.grad()), 1e-10);
+  for (const Shape& shape : {Shape{2, 3, 8}, Shape{50, 1000}}) {
+    const int64_t D = shape.back();
+    const Tensor x0 = Tensor::randn(shape, gen, DType::f64);
+    const Tensor w0 = Tensor::randn({D}, gen, DType::f64), b0 = Tensor::randn({D}, gen, DType::f64);
+    const Tensor g = Tensor::randn(shape, gen, DType::f64);
+    const double eps = 1e-5;
+    auto composed_rms = [&](const Tensor& x, const Tensor& w) {
+      return x * rsqrt(mean(x * x, {-1}, true) + eps) * w;
+    };
+    auto composed_ln = [&](const Tensor& x, const Tensor& w, const Tensor& b) {
+      const Tensor c = x - mean(x, {-1}, true);
+      return c * rsqrt(mean(c * c, {-1}, true) + eps) * w + b;
+    };
+    auto composed_group = [&](const Tensor& x, const Tensor& w) {  // 2 groups of D / 2
+      const std::vector<Tensor> parts = chunk(x, 2, -1);
+      const Tensor ones = Tensor::ones({D / 2}, DType::f64);
+      return concat({composed_rms(parts[0], ones), composed_rms(parts[1], ones)}, -1) * w;
+    };
+    struct Case {
+      const char* name;
+      std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)> fused, composed;
+    };
+    const std::vector<Case> cases = {
+        {"rms_norm", [&](auto& x, auto& w, auto&) { return rms_norm(x, w, eps); },
+         [&](auto& x, auto& w, auto&) { return composed_rms(x, w); }},
+        {"layer_norm", [&](auto& x, auto& w, auto& b) { return layer_norm(x, w, b, eps); },
+         [&](auto& x, auto& w, auto& b) { return composed_ln(x, w, b); }},
+        {"group_rms_norm", [&](auto& x, auto& w, auto&) { return group_rms_norm(x, 2, eps, w); },
+         [&](auto& x, auto& w, auto&) { return composed_group(x, w); }}};
+    for (const Case& c : cases) {
+      INFO(c.name);
+      const Tensor x1 = leaf(x0), w1 = leaf(w0), b1 = leaf(b0);
+      const Tensor x2 = leaf(x0), w2 = leaf(w0), b2 = leaf(b0);
+      const Tensor y1 = c.fused(x1, w1, b1), y2 = c.composed(x2, w2, b2);
+      check_close(values(y1), values(y2), 1e-12);
+      sum(y1 * g).backward();
+      sum(y2 * g).backward();
+      check_close(values(x1.grad()), values(x2.grad()), 1e-10);
+      check_close(values(w1.grad()), values(w2.grad()), 1e-10);
+      if (b2.grad().defined()) check_close(values(b1.grad()), values(b2.grad()), 1e-10);
+    }
   }
 }
 
