@@ -213,7 +213,7 @@ void allocator_report() {
 
 }  // namespace
 
-int main() {
+int main() try {
   cuda::require_device(0);
   cudaDeviceProp prop{};
   check_cuda_call(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
@@ -223,6 +223,9 @@ int main() {
   matmul_table();
   allocator_report();
   return 0;
+} catch (const std::exception& e) {
+  fmt::print(stderr, "gpu_core: {}\n", e.what());
+  return 1;
 }
 
 #endif

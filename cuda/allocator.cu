@@ -100,22 +100,22 @@ class CachingAllocator final : public Allocator {
   void* malloc_with_retry(size_t nbytes, size_t size, int device) {
     void* ptr = nullptr;
     cudaError_t status = cudaMalloc(&ptr, size);
-    if (status == cudaErrorMemoryAllocation) {
+    if (status != cudaSuccess) {
       cudaGetLastError();
       release_cached();
       status = cudaMalloc(&ptr, size);
     }
-    if (status == cudaErrorMemoryAllocation) {
+    if (status != cudaSuccess) {
       cudaGetLastError();
       size_t free_bytes = 0, total_bytes = 0;
       cudaMemGetInfo(&free_bytes, &total_bytes);
       fail("cuda allocator",
-           "out of memory on cuda:{} allocating {} bytes ({}): {} in use by tensors, {} reserved, "
-           "peak {}; the device has {} free of {}",
-           device, nbytes, mib(size), mib(stats_.in_use_bytes), mib(stats_.reserved_bytes),
-           mib(stats_.peak_in_use_bytes), mib(free_bytes), mib(total_bytes));
+           "{} allocating {} bytes ({}) on cuda:{}: {} in use by tensors, {} reserved, peak {}; "
+           "the device has {} free of {}",
+           cudaGetErrorString(status), nbytes, mib(size), device, mib(stats_.in_use_bytes),
+           mib(stats_.reserved_bytes), mib(stats_.peak_in_use_bytes), mib(free_bytes),
+           mib(total_bytes));
     }
-    DSSM_CUDA_CHECK(status);
     ++stats_.malloc_calls;
     stats_.reserved_bytes += size;
     return ptr;
