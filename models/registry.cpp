@@ -8,6 +8,7 @@
 
 #include "models/language_model.hpp"
 #include "models/llama.hpp"
+#include "models/mamba.hpp"
 #include "models/retnet.hpp"
 #include "tensor/error.hpp"
 
@@ -34,6 +35,8 @@ const std::vector<Arch>& archs() {
       {"densretnet", builder<DenseRetNet, DenseRetNetConfig>()},
       {"retnet", builder<RetNet, RetNetConfig>()},
       {"llama", builder<Llama, LlamaConfig>()},
+      {"mamba", builder<MambaModel, MambaConfig>()},
+      {"densemamba", builder<MambaModel, MambaConfig>()},
   };
   return kArchs;
 }

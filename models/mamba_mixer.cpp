@@ -1,0 +1,181 @@
+#include "models/mamba_mixer.hpp"
+
+#include <cmath>
+
+#include "autograd/grad_mode.hpp"
+#include "nn/init.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/matmul.hpp"
+#include "ops/selective_scan.hpp"
+#include "ops/shape.hpp"
+
+namespace dssm::models {
+namespace {
+
+// dt_proj's bias: softplus^{-1}(dt) with dt log-uniform in [dt_min, dt_max], floored at
+// dt_init_floor, so that softplus(bias) starts at dt (mamba_ssm's "dt_init").
+void init_dt_bias(const Tensor& bias, const MambaConfig& c, Generator& gen) {
+  const std::vector<double> u = Tensor::rand(bias.shape(), gen, DType::f64).to_vector<double>();
+  std::vector<double> inverse(u.size());
+  for (size_t i = 0; i < u.size(); ++i) {
+    const double log_dt = std::log(c.dt_min) + u[i] * (std::log(c.dt_max) - std::log(c.dt_min));
+    const double dt = std::max(std::exp(log_dt), c.dt_init_floor);
+    inverse[i] = dt + std::log(-std::expm1(-dt));  // log(exp(dt) - 1), stable
+  }
+  bias.copy_from(Tensor::from_vector(inverse, bias.shape()));
+}
+
+// A_log[c, n] = log(n + 1): the S4D-real initialisation A[c, n] = -(n + 1).
+void init_A_log(const Tensor& A_log) {
+  const int64_t channels = A_log.size(0), N = A_log.size(1);
+  std::vector<double> values(static_cast<size_t>(channels * N));
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t n = 0; n < N; ++n) values[c * N + n] = std::log(static_cast<double>(n + 1));
+  }
+  A_log.copy_from(Tensor::from_vector(values, A_log.shape()));
+}
+
+double fan_in_bound(int64_t fan_in) {
+  return 1.0 / std::sqrt(static_cast<double>(fan_in));
+}
+
+}  // namespace
+
+MambaMixer::MambaMixer(const MambaConfig& config, int64_t layer, Generator& gen) : config_(config) {
+  const int64_t d = config.d_model, di = config.d_inner(), N = config.d_state;
+  const int64_t R = config.dt_rank;
+  in_proj_ = register_module("in_proj", std::make_shared<nn::Linear>(d, 2 * di, false, gen));
+  conv1d_ =
+      register_module("conv1d", std::make_shared<nn::CausalConv1d>(di, config.d_conv, true, gen));
+  x_proj_ = register_module("x_proj", std::make_shared<nn::Linear>(di, R + 2 * N, false, gen));
+  dt_proj_ = register_module("dt_proj", std::make_shared<nn::Linear>(R, di, true, gen));
+  A_log_ = register_parameter("A_log", Tensor::empty({di, N}), false);
+  D_ = register_parameter("D", Tensor::ones({di}), false);
+  out_proj_ = register_module("out_proj", std::make_shared<nn::Linear>(di, d, false, gen));
+  if (config.dense) {
+    dense_ = register_module("dense", std::make_shared<nn::DenseHiddenConnection>(
+                                          layer, d, di, config.dense_options, gen));
+  }
+
+  // mamba_ssm's initialisation: PyTorch's default Linear init U(+-1/sqrt(fan_in)), out_proj
+  // scaled down by sqrt(n_layers) (the GPT-2 residual rescaling), dt_proj.weight
+  // U(+-1/sqrt(R)), dt_proj.bias the inverse softplus of dt, A S4D-real, D = 1.
+  NoGradGuard no_grad;
+  nn::init::uniform(in_proj_->weight(), fan_in_bound(d), gen);
+  nn::init::uniform(x_proj_->weight(), fan_in_bound(di), gen);
+  nn::init::uniform(dt_proj_->weight(), fan_in_bound(R), gen);
+  init_dt_bias(dt_proj_->bias(), config, gen);
+  init_A_log(A_log_);
+  nn::init::uniform(out_proj_->weight(),
+                    fan_in_bound(di) / std::sqrt(static_cast<double>(config.n_layers)), gen);
+}
+
+Tensor MambaMixer::A() const {
+  return -exp(A_log_);
+}
+
+MambaMixer::Projected MambaMixer::project(const Tensor& x) const {
+  const int64_t R = config_.dt_rank, N = config_.d_state;
+  const std::vector<Tensor> parts = split(x_proj_->forward(x), {R, N, N}, -1);
+  // dt_proj without its bias: the scan adds the bias before the softplus.
+  const Tensor delta = matmul(parts[0], dt_proj_->weight().transpose(0, 1));
+  return {delta, parts[1], parts[2]};
+}
+
+Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& previous,
+                           DenseSource& source) const {
+  check(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer",
+        "expected the sources of {} shallower layers, got {}", dense_inputs(), previous.size());
+  const int64_t di = config_.d_inner();
+  const bool fuse = dense_inputs() > 0;
+  const bool paper = config_.dense_variant == "paper";
+  const std::vector<Tensor> xz = split(in_proj_->forward(u_in), {di, di}, -1);  // [B, T, di]
+  const Tensor& z = xz[1];
+  Tensor x = conv1d_->forward(xz[0].transpose(1, 2), true).transpose(1, 2);
+  source.x = x;
+  if (fuse && !paper) {  // variant "input": x^l + sum_i phi_i(x^{l-i})
+    std::vector<Tensor> shallower;
+    for (const DenseSource& s : previous) shallower.push_back(s.x);
+    x = dense_->forward(x, u_in, shallower);
+  }
+
+  // The scan runs over [batch, channels, length]: transposed views of [B, T, .] tensors.
+  const Projected p = project(x);
+  const Tensor C = p.C.transpose(1, 2);
+  source.scan = {.u = x.transpose(1, 2),
+                 .delta = p.delta.transpose(1, 2),
+                 .A = A(),
+                 .B = p.B.transpose(1, 2),
+                 .delta_bias = dt_proj_->bias(),
+                 .delta_softplus = true};
+  const ScanSource& s = source.scan;
+  Tensor y;
+  if (fuse && paper) {
+    // y = C (h + sum_i phi_i(h^{l-i})) + D x = phi-fusion of the read-outs, then + D x.
+    std::vector<ScanSource> shallower;
+    for (const DenseSource& prev : previous) shallower.push_back(prev.scan);
+    std::vector<Tensor> readouts = cross_layer_readout(shallower, C);
+    for (Tensor& r : readouts) r = r.transpose(1, 2);
+    const Tensor Ch =
+        selective_scan(s.u, s.delta, s.A, s.B, C, Tensor(), Tensor(), s.delta_bias, true)
+            .transpose(1, 2);
+    y = (dense_->forward(Ch, u_in, readouts) + x * D_) * silu(z);
+  } else {
+    y = selective_scan(s.u, s.delta, s.A, s.B, C, D_, z.transpose(1, 2), s.delta_bias, true)
+            .transpose(1, 2);
+  }
+  return out_proj_->forward(y);
+}
+
+Tensor MambaMixer::step(const Tensor& u_in, MixerState& state,
+                        const std::vector<DenseStepSource>& previous,
+                        DenseStepSource& source) const {
+  check(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer::step",
+        "expected the sources of {} shallower layers, got {}", dense_inputs(), previous.size());
+  const int64_t di = config_.d_inner();
+  const bool fuse = dense_inputs() > 0;
+  const bool paper = config_.dense_variant == "paper";
+  const std::vector<Tensor> xz = split(in_proj_->forward(u_in), {di, di}, -1);  // [B, di]
+  const Tensor& z = xz[1];
+  Tensor x = conv1d_->step(xz[0], state.conv, true);
+  source.x = x;
+  if (fuse && !paper) {
+    std::vector<Tensor> shallower;
+    for (const DenseStepSource& s : previous) shallower.push_back(s.x);
+    x = dense_->forward(x, u_in, shallower);
+  }
+  const Projected p = project(x);
+  ScanInputs in{.u = x,
+                .delta = p.delta,
+                .A = A(),
+                .B = p.B,
+                .C = p.C,
+                .D = D_,
+                .z = z,
+                .delta_bias = dt_proj_->bias(),
+                .delta_softplus = true};
+  Tensor y;
+  if (fuse && paper) {
+    in.D = Tensor();
+    in.z = Tensor();
+    const Tensor Ch = selective_scan_step(in, state.ssm);
+    std::vector<Tensor> shallower;
+    for (const DenseStepSource& s : previous) shallower.push_back(s.ssm);
+    const std::vector<Tensor> readouts = cross_layer_readout_step(shallower, p.C);
+    y = (dense_->forward(Ch, u_in, readouts) + x * D_) * silu(z);
+  } else {
+    y = selective_scan_step(in, state.ssm);
+  }
+  source.ssm = state.ssm;
+  return out_proj_->forward(y);
+}
+
+MixerState MambaMixer::new_state(int64_t batch) const {
+  const DType dtype = A_log_.dtype();
+  const Device device = A_log_.device();
+  const int64_t di = config_.d_inner();
+  return {Tensor::zeros({batch, di, config_.d_conv - 1}, dtype, device),
+          Tensor::zeros({batch, di, config_.d_state}, scan_state_dtype(dtype), device)};
+}
+
+}  // namespace dssm::models
