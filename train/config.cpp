@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "models/config.hpp"
@@ -82,7 +83,7 @@ TrainConfig read_train_config(const nlohmann::json& section) {
   c.adamw.weight_decay = r.real("weight_decay", c.adamw.weight_decay, 0.0, 10.0);
   c.grad_clip = r.real("grad_clip", c.grad_clip, 0.0, 1e12);
   c.dtype = dtype_from_name(r.choice("dtype", "f32", {"f32", "bf16"}));
-  c.validation_fraction = r.real("validation_fraction", c.validation_fraction, 0.0, 0.5);
+  c.validation_fraction = r.real("validation_fraction", c.validation_fraction, 1e-9, 0.5);
   c.bos_first = r.boolean("bos_first", c.bos_first);
   c.log_every = r.integer("log_every", c.log_every, 1, kMany);
   c.eval_every = r.integer("eval_every", c.eval_every, 0, kMany);
@@ -103,7 +104,9 @@ TrainConfig read_train_config(const nlohmann::json& section) {
   return c;
 }
 
-nlohmann::json load_config_json(const std::string& path) {
+namespace {
+
+nlohmann::json parse_file(const std::string& path) {
   std::ifstream in(path);
   check(in.good(), "config", "cannot open '{}'", path);
   try {
@@ -111,6 +114,19 @@ nlohmann::json load_config_json(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     fail("config", "'{}' is not valid JSON: {}", path, e.what());
   }
+}
+
+}  // namespace
+
+nlohmann::json load_config_json(const std::string& path) {
+  nlohmann::json config = parse_file(path);
+  if (config.is_object() && config.contains("arch")) return {{"model", config}};
+  if (config.is_object() && config.contains("model") && config["model"].is_string()) {
+    const std::filesystem::path model_path =
+        std::filesystem::path(path).parent_path() / config["model"].get<std::string>();
+    config["model"] = parse_file(model_path.string());
+  }
+  return config;
 }
 
 void apply_override(nlohmann::json& config, const std::string& assignment) {
@@ -171,7 +187,10 @@ Run build_run(const nlohmann::json& config) {
     problems.push_back(e.what());
   }
   try {
-    run.model = models::make_model(run.config.model, run.config.train.seed);
+    // The model's own problems, even when the train section has some too.
+    const nlohmann::json model =
+        config.is_object() ? config.value("model", nlohmann::json()) : nlohmann::json();
+    run.model = models::make_model(model, run.config.train.seed);
   } catch (const Error& e) {
     problems.push_back(e.what());
   }

@@ -1,5 +1,8 @@
 // The configuration of a training run: one JSON file (configs/*.json) with two sections,
 //   {"model": {...what models::make_model reads...}, "train": {...the keys below...}}
+// where "model" may instead name a model config file, relative to the run config's folder
+// ("model": "densretnet-350m.json"); a bare model config (it has "arch") is a run with the
+// default training settings.
 // and `--set key=value` overrides from the command line. A key is a path into the file
 // ("model.n_layers", "train.lr"); a bare key ("lr") means "train.<key>". The value is read as
 // JSON when it parses (numbers, true, [0.9, 0.95]) and as a string otherwise.

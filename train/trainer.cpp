@@ -47,6 +47,16 @@ void diff_json(const nlohmann::json& a, const nlohmann::json& b, const std::stri
   }
 }
 
+// The config with every training setting spelled out (defaults included), so that two configs
+// compare equal when they mean the same run. Left as is when it does not read.
+nlohmann::json normalized(const nlohmann::json& config) {
+  try {
+    return read_run_config(config).to_json();
+  } catch (const Error&) {
+    return config;
+  }
+}
+
 struct Start {
   nlohmann::json config;   // overrides applied
   std::string checkpoint;  // the one to resume, "" for a fresh run
@@ -60,6 +70,7 @@ Start prepare_output_dir(const TrainOptions& o) {
     const TrainerState saved = read_trainer_state(existing);
     nlohmann::json config = o.config.is_null() ? saved.run_config : o.config;
     for (const auto& assignment : o.overrides) apply_override(config, assignment);
+    config = normalized(config);
     std::vector<std::string> model_changes, train_changes;
     diff_json(saved.run_config.value("model", nlohmann::json()),
               config.value("model", nlohmann::json()), ".model", model_changes);
@@ -68,7 +79,7 @@ Start prepare_output_dir(const TrainOptions& o) {
           fmt::join(model_changes, "\n  "));
     diff_json(saved.run_config.value("train", nlohmann::json()),
               config.value("train", nlohmann::json()), ".train", train_changes);
-    if (!train_changes.empty()) {
+    if (!train_changes.empty() && !o.quiet) {
       fmt::print("resuming with changed training settings:\n  {}\n",
                  fmt::join(train_changes, "\n  "));
     }
@@ -77,6 +88,7 @@ Start prepare_output_dir(const TrainOptions& o) {
   check(!o.config.is_null(), "train", "a config is required (--config FILE) unless --resume");
   nlohmann::json config = o.config;
   for (const auto& assignment : o.overrides) apply_override(config, assignment);
+  config = normalized(config);
   if (!existing.empty()) {
     if (!o.force) {
       std::vector<std::string> changes;

@@ -8,5 +8,7 @@ namespace dssm::cli {
 void add_gradcheck_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace dssm::cli

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   dssm::cli::add_gradcheck_command(app);
   dssm::cli::add_data_command(app);
   dssm::cli::add_tokenizer_command(app);
+  dssm::cli::add_train_command(app);
+  dssm::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
