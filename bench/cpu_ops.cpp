@@ -1,0 +1,96 @@
+// CPU micro-benchmarks (not tests): our ops against Eigen called directly and against memcpy.
+//   build/cpu_ops            prints one table; results are recorded in docs/benchmarks.md
+//
+// matmul: GFLOP/s of dssm::matmul / bmm against Eigen's GEMM on the same shapes and threads.
+// elementwise and softmax: GB/s (bytes read + written once) against memcpy of the same bytes.
+#include <Eigen/Core>
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "autograd/grad_mode.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/matmul.hpp"
+#include "ops/softmax.hpp"
+
+using namespace dssm;
+
+namespace {
+
+// Median wall time of `reps` runs after one warm-up, in seconds.
+double time_median(const std::function<void()>& fn, int reps) {
+  fn();
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+void bench_matmul(const char* label, int64_t batch, int64_t m, int64_t k, int64_t n, int reps) {
+  Generator gen(1);
+  const Tensor a = Tensor::randn({batch, m, k}, gen), b = Tensor::randn({batch, k, n}, gen);
+  const double flops = 2.0 * batch * m * k * n;
+  const double ours = time_median([&] { bmm(a, b); }, reps);
+  std::vector<Matrix> ea(batch, Matrix::Random(m, k)), eb(batch, Matrix::Random(k, n)),
+      ec(batch, Matrix(m, n));
+  const double eigen = time_median(
+      [&] {
+        for (int64_t i = 0; i < batch; ++i) ec[i].noalias() = ea[i] * eb[i];
+      },
+      reps);
+  fmt::print("{:<28} {:>10.1f} {:>10.1f} {:>8.2f}x\n", label, flops / ours / 1e9,
+             flops / eigen / 1e9, eigen / ours);
+}
+
+void bench_bandwidth(const char* label, int64_t n, int reads, int writes,
+                     const std::function<void()>& fn, int reps) {
+  const double bytes = static_cast<double>(n) * 4 * (reads + writes);
+  const double ours = time_median(fn, reps);
+  // memcpy moves the same number of bytes (read + write) as the op does.
+  const size_t copy_bytes = static_cast<size_t>(bytes / 2);
+  std::vector<char> a(copy_bytes, 1), b(copy_bytes);
+  const double copy = time_median([&] {
+    const int64_t threads = omp_get_max_threads(), chunk = copy_bytes / threads;
+#pragma omp parallel for
+    for (int64_t t = 0; t < threads; ++t) {
+      const size_t len = t == threads - 1 ? copy_bytes - t * chunk : chunk;
+      std::memcpy(b.data() + t * chunk, a.data() + t * chunk, len);
+    }
+  }, reps);
+  fmt::print("{:<28} {:>10.2f} {:>10.2f} {:>8.2f}x\n", label, bytes / ours / 1e9,
+             bytes / copy / 1e9, copy / ours);
+}
+
+}  // namespace
+
+int main() {
+  NoGradGuard no_grad;
+  fmt::print("threads: {}\n\n", omp_get_max_threads());
+  fmt::print("{:<28} {:>10} {:>10} {:>9}\n", "matmul (f32)", "ours GF/s", "Eigen GF/s", "ratio");
+  bench_matmul("1024 x 1024 x 1024", 1, 1024, 1024, 1024, 5);
+  bench_matmul("4096 x 1024 x 1024", 1, 4096, 1024, 1024, 3);
+  bench_matmul("16 x 256 x 256 x 256", 16, 256, 256, 256, 10);
+
+  const int64_t n = int64_t{1} << 24;  // 64 MB of f32 per operand
+  Generator gen(2);
+  const Tensor x = Tensor::randn({n}, gen), y = Tensor::randn({n}, gen);
+  const Tensor rows = Tensor::randn({n / 4096, 4096}, gen);
+  fmt::print("\n{:<28} {:>10} {:>10} {:>9}\n", "bandwidth (f32, 64 MB)", "ours GB/s",
+             "memcpy GB/s", "ratio");
+  bench_bandwidth("add", n, 2, 1, [&] { add(x, y); }, 10);
+  bench_bandwidth("mul_scalar", n, 1, 1, [&] { mul_scalar(x, 1.5); }, 10);
+  bench_bandwidth("silu", n, 1, 1, [&] { silu(x); }, 10);
+  bench_bandwidth("softmax (rows of 4096)", n, 1, 1, [&] { softmax(rows, -1); }, 10);
+  return 0;
+}
