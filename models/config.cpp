@@ -26,9 +26,9 @@ int64_t ConfigReader::integer(const std::string& key, int64_t min, int64_t max) 
   if (!json_.is_object() || !json_.contains(key)) {
     problem(fmt::format("'{}' is required (an integer in [{}, {}])", key, min, max));
     read_keys_.push_back(key);
-    return min;
+    return 0;
   }
-  return integer(key, min, min, max);
+  return integer(key, 0, min, max);
 }
 
 int64_t ConfigReader::integer(const std::string& key, int64_t fallback, int64_t min, int64_t max) {
@@ -144,6 +144,7 @@ void expect_arch(ConfigReader& reader, const ModelConfig& config, const std::str
 // Heads split a width evenly; rotary rotates pairs, so q/k heads need an even width.
 void check_heads(ConfigReader& reader, const std::string& key, int64_t width, int64_t heads,
                  bool even) {
+  if (width == 0) return;  // missing or bad: already reported
   if (width % heads != 0) {
     reader.problem(fmt::format("'{}' ({}) must be divisible by n_heads ({})", key, width, heads));
   } else if (even && (width / heads) % 2 != 0) {

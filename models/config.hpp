@@ -34,7 +34,7 @@ class ConfigReader {
  public:
   ConfigReader(const nlohmann::json& json, std::string where);
 
-  int64_t integer(const std::string& key, int64_t min, int64_t max);  // required
+  int64_t integer(const std::string& key, int64_t min, int64_t max);  // required; 0 if bad
   int64_t integer(const std::string& key, int64_t fallback, int64_t min, int64_t max);
   double real(const std::string& key, double fallback, double min, double max);
   bool boolean(const std::string& key, bool fallback);

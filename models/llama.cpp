@@ -105,9 +105,8 @@ Tensor Llama::step(const Tensor& ids, State& state) {
   auto* cache = dynamic_cast<KVCacheState*>(&state);
   check(cache != nullptr && cache->keys.size() == layers_->size(), "Llama::step",
         "expected a state from this model's new_state() ({} layers)", layers_->size());
-  check(!cache->keys[0].defined() || cache->keys[0].size(0) == ids.size(0), "Llama::step",
-        "the cache holds {} sequences, the ids {}",
-        cache->keys[0].defined() ? cache->keys[0].size(0) : 0, ids.size(0));
+  check(cache->batch == ids.size(0), "Llama::step", "the cache holds {} sequences, the ids {}",
+        cache->batch, ids.size(0));
   Tensor h = embed_tokens_->forward(ids.unsqueeze(1));
   for (size_t l = 0; l < layers_->size(); ++l) {
     h = (*layers_)[l].forward(h, &cache->keys[l], &cache->values[l]);

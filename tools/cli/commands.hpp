@@ -10,5 +10,6 @@ void add_data_command(CLI::App& app);
 void add_tokenizer_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_params_command(CLI::App& app);
 
 }  // namespace dssm::cli

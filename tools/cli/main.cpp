@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   dssm::cli::add_tokenizer_command(app);
   dssm::cli::add_train_command(app);
   dssm::cli::add_eval_command(app);
+  dssm::cli::add_params_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
