@@ -17,6 +17,7 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
   CHECK(tokenizer.vocab_size() <= 400);
   CHECK(tokenizer.bos_id() == 1);
   CHECK(tokenizer.eos_id() == 2);
+  CHECK(tokenizer.word_cache_enabled());
 
   RawDocumentReader corpus({dssm::test::tiny_corpus()});
   RawDocument document;
@@ -25,6 +26,7 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
     const std::vector<int32_t> ids = tokenizer.encode(document.text);
     CHECK(ids.size() < document.text.size());  // merges were learnt
     CHECK(tokenizer.decode(ids) == document.text);
+    CHECK(ids == tokenizer.encode_whole(document.text));  // the word cache changes nothing
     ++documents;
   }
   CHECK(documents == 12);
@@ -35,9 +37,28 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
                                           "tab\tbed", "line\nbreak", "2024", "Zürich", "αβγ"};
   for (int trial = 0; trial < 20; ++trial) {
     std::string text = words[rng() % words.size()];
-    for (int w = 0; w < 8; ++w) text += " " + words[rng() % words.size()];
+    for (int w = 0; w < 8; ++w) {
+      text += std::string(rng() % 3, ' ');  // runs of 0 to 2 spaces
+      text += words[rng() % words.size()];
+    }
+    if (rng() % 2) text = "  " + text + " ";
     CHECK(tokenizer.decode(tokenizer.encode(text)) == text);
+    CHECK(tokenizer.encode(text) == tokenizer.encode_whole(text));
   }
+}
+
+TEST_CASE("A unigram model encodes whole texts (no word cache)", "[data]") {
+  dssm::test::ScratchDir dir;
+  train_tokenizer({.inputs = {dssm::test::tiny_corpus()},
+                   .model_prefix = dir / "unigram",
+                   .vocab_size = 400,
+                   .model_type = "unigram",
+                   .threads = 1});
+  const Tokenizer tokenizer(dir / "unigram.model");
+  CHECK_FALSE(tokenizer.word_cache_enabled());
+  const std::string text = "Tokenization splits text  into units.\n";
+  CHECK(tokenizer.encode(text) == tokenizer.encode_whole(text));
+  CHECK(tokenizer.decode(tokenizer.encode(text)) == text);
 }
 
 TEST_CASE("Tokenizer errors name the file", "[data]") {

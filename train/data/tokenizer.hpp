@@ -22,7 +22,16 @@ class Tokenizer {
   explicit Tokenizer(const std::string& model_path);
   ~Tokenizer();
 
-  std::vector<int32_t> encode(std::string_view text) const;  // no <bos>/<eos> added
+  // No <bos>/<eos> added. Fast path (same ids as encode_whole): sentencepiece's BPE never merges
+  // across the start of a word — a run of spaces before other characters — when no piece holds
+  // a space after another character (true of LLaMA's BPE model and of ours). A text's ids are then
+  // its words' ids end to end, and words repeat, so a per-thread cache (word -> ids, cleared at
+  // 1M entries) skips most of the work. Checked at load: a BPE model (unigram breaks ties by
+  // position), the pieces, and probe texts;
+  // a model that fails the check always encodes whole texts.
+  std::vector<int32_t> encode(std::string_view text) const;
+  std::vector<int32_t> encode_whole(std::string_view text) const;  // one sentencepiece call
+  bool word_cache_enabled() const { return word_cache_; }
   std::string decode(std::span<const int32_t> ids) const;
 
   int32_t vocab_size() const;
@@ -31,8 +40,12 @@ class Tokenizer {
   const std::string& path() const { return path_; }
 
  private:
+  bool words_are_independent() const;
+
   std::string path_;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  uint64_t instance_ = 0;  // tells the per-thread caches of different tokenizers apart
+  bool word_cache_ = false;
 };
 
 struct TokenizerTrainOptions {
