@@ -86,7 +86,7 @@ void bandwidth_table() {
   const int64_t n = int64_t{1} << 26;  // 64 Mi elements: 256 MiB of f32, 128 MiB of bf16
   const Tensor a = Tensor::randn({n}, gen, DType::f32, kCuda);
   const Tensor b = Tensor::randn({n}, gen, DType::f32, kCuda);
-  const Tensor a16 = a.to(DType::bf16);
+  const Tensor a16 = a.to(DType::bf16), b16 = b.to(DType::bf16);
   const Tensor copy_dst = Tensor::empty({n}, DType::f32, kCuda);
   const double f32_bytes = static_cast<double>(n) * 4, bf16_bytes = static_cast<double>(n) * 2;
 
@@ -105,7 +105,7 @@ void bandwidth_table() {
 
   std::vector<BandwidthRow> rows = {
       {"add f32", "[64Mi] + [64Mi]", 3 * f32_bytes, [&] { add(a, b); }},
-      {"add bf16", "[64Mi] + [64Mi]", 3 * bf16_bytes, [&] { add(a16, a16); }},
+      {"add bf16", "[64Mi] + [64Mi]", 3 * bf16_bytes, [&] { add(a16, b16); }},
       {"silu f32", "[64Mi]", 2 * f32_bytes, [&] { silu(a); }},
       {"silu bf16", "[64Mi]", 2 * bf16_bytes, [&] { silu(a16); }},
       {"sum f32 (all)", "[64Mi]", f32_bytes, [&] { sum(a); }},

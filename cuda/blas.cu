@@ -15,11 +15,12 @@
 #include <array>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 
-#include "cuda/blas.hpp"
 #include "cuda/backend.hpp"
+#include "cuda/blas.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kernels.hpp"
 
@@ -95,13 +96,16 @@ uint32_t alignment_of(const void* p) {
 using GemmKey = std::tuple<int, int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
 
-// RAII owners of the cuBLASLt descriptors of one call.
-struct LtDescriptors {
+// The cuBLASLt descriptors and the chosen algorithm of one GEMM configuration: made on its first
+// call, then reused, so that a training step pays no per-call set-up.
+struct LtPlan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulPreference_t preference = nullptr;
-  ~LtDescriptors() {
-    if (preference) cublasLtMatmulPreferenceDestroy(preference);
+  cublasLtMatmulAlgo_t algorithm{};
+  LtPlan() = default;
+  LtPlan(const LtPlan&) = delete;
+  LtPlan& operator=(const LtPlan&) = delete;
+  ~LtPlan() {
     if (c) cublasLtMatrixLayoutDestroy(c);
     if (b) cublasLtMatrixLayoutDestroy(b);
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -118,6 +122,33 @@ void set_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t row
       *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride, sizeof batch_stride));
 }
 
+// Asks cuBLASLt's heuristic for the best algorithm given the operands' alignments.
+cublasLtMatmulAlgo_t choose_algorithm(cublasLtHandle_t lt, const LtPlan& plan,
+                                      const uint32_t (&alignments)[3], const char* what) {
+  cublasLtMatmulPreference_t preference = nullptr;
+  DSSM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  const size_t workspace = kWorkspaceBytes;
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
+      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+  const cublasLtMatmulPreferenceAttributes_t attributes[] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4 && status == CUBLAS_STATUS_SUCCESS; ++i) {
+    const uint32_t value = alignments[std::min(i, 2)];  // D is C
+    status = cublasLtMatmulPreferenceSetAttribute(preference, attributes[i], &value, sizeof value);
+  }
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int returned = 0;
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    status = cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.a, plan.b, plan.c, plan.c, preference,
+                                            1, &heuristic, &returned);
+  }
+  cublasLtMatmulPreferenceDestroy(preference);
+  DSSM_CUBLAS_CHECK(status);
+  check(returned > 0, "matmul", "cuBLASLt has no algorithm for {}", what);
+  return heuristic.algo;
+}
+
 // bf16 and f32 through cuBLASLt: out^T (m x n) = op(first) op(second), f32 accumulation.
 void lt_gemm(const Tensor& out, const Operand& first, const Operand& second, int64_t m, int64_t n,
              int64_t k, int32_t batch) {
@@ -126,69 +157,42 @@ void lt_gemm(const Tensor& out, const Operand& first, const Operand& second, int
   const bool tf32 = !bf16 && g_allow_tf32;
   const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   DeviceBlas& h = device_blas();
-
-  LtDescriptors d;
-  DSSM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
-  DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &first.op,
-                                                   sizeof first.op));
-  DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &second.op,
-                                                   sizeof second.op));
-  set_layout(&d.a, type, first.rows, first.cols, first.ld, batch, first.batch_stride);
-  set_layout(&d.b, type, second.rows, second.cols, second.ld, batch, second.batch_stride);
-  set_layout(&d.c, type, m, n, m, batch, m * n);
-
-  const uint32_t align_a = alignment_of(first.data), align_b = alignment_of(second.data),
-                 align_c = alignment_of(out.raw_data());
+  const uint32_t alignments[3] = {alignment_of(first.data), alignment_of(second.data),
+                                  alignment_of(out.raw_data())};
   int device = 0;
   DSSM_CUDA_CHECK(cudaGetDevice(&device));
-  const GemmKey key{device,
-                    static_cast<int>(compute) * 2 + bf16,
-                    first.op,
-                    second.op,
-                    m,
-                    n,
-                    k,
-                    first.ld,
-                    second.ld,
-                    first.batch_stride,
-                    second.batch_stride,
-                    batch,
-                    align_a,
-                    align_b,
-                    align_c};
+  const int kind = static_cast<int>(compute) * 2 + bf16;
+  const GemmKey key = std::make_tuple(device, kind, first.op, second.op, m, n, k, first.ld,
+                                      second.ld, first.batch_stride, second.batch_stride, batch,
+                                      alignments[0], alignments[1], alignments[2]);
+
+  // Plans live until the process ends (never destroyed: they may outlive the CUDA context).
   static std::mutex mutex;
-  static std::map<GemmKey, cublasLtMatmulAlgo_t> algorithms;
+  static auto* plans = new std::map<GemmKey, std::unique_ptr<LtPlan>>();
   std::unique_lock lock(mutex);
-  auto found = algorithms.find(key);
-  if (found == algorithms.end()) {
-    DSSM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.preference));
-    const size_t workspace = kWorkspaceBytes;
-    DSSM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        d.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
-    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> alignments[] = {
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c}};
-    for (const auto& [attribute, value] : alignments) {
-      DSSM_CUBLAS_CHECK(
-          cublasLtMatmulPreferenceSetAttribute(d.preference, attribute, &value, sizeof value));
-    }
-    cublasLtMatmulHeuristicResult_t heuristic{};
-    int returned = 0;
-    DSSM_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h.lt, d.op, d.a, d.b, d.c, d.c, d.preference,
-                                                     1, &heuristic, &returned));
-    check(returned > 0, "matmul", "cuBLASLt has no algorithm for {} [{}] {}x{}x{} (batch {})",
-          dtype_name(out.dtype()), tf32 ? "tf32" : "f32 accumulate", m, n, k, batch);
-    found = algorithms.emplace(key, heuristic.algo).first;
+  std::unique_ptr<LtPlan>& slot = (*plans)[key];
+  if (!slot) {
+    auto plan = std::make_unique<LtPlan>();
+    DSSM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, compute, CUDA_R_32F));
+    DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                     &first.op, sizeof first.op));
+    DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                     &second.op, sizeof second.op));
+    set_layout(&plan->a, type, first.rows, first.cols, first.ld, batch, first.batch_stride);
+    set_layout(&plan->b, type, second.rows, second.cols, second.ld, batch, second.batch_stride);
+    set_layout(&plan->c, type, m, n, m, batch, m * n);
+    const std::string what = fmt::format("{} [{}] {}x{}x{} (batch {})", dtype_name(out.dtype()),
+                                         tf32 ? "tf32" : "f32 accumulate", m, n, k, batch);
+    plan->algorithm = choose_algorithm(h.lt, *plan, alignments, what.c_str());
+    slot = std::move(plan);
   }
-  const cublasLtMatmulAlgo_t algorithm = found->second;
+  const LtPlan& plan = *slot;
   lock.unlock();
 
   const float alpha = 1.0f, beta = 0.0f;
-  DSSM_CUBLAS_CHECK(cublasLtMatmul(h.lt, d.op, &alpha, first.data, d.a, second.data, d.b, &beta,
-                                   out.raw_data(), d.c, out.raw_data(), d.c, &algorithm,
-                                   h.workspace, kWorkspaceBytes, current_stream()));
+  DSSM_CUBLAS_CHECK(cublasLtMatmul(
+      h.lt, plan.op, &alpha, first.data, plan.a, second.data, plan.b, &beta, out.raw_data(), plan.c,
+      out.raw_data(), plan.c, &plan.algorithm, h.workspace, kWorkspaceBytes, current_stream()));
 }
 
 int as_int(int64_t value, const char* what) {

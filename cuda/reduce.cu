@@ -96,9 +96,15 @@ __global__ void reduce_kernel(Source source, Sink sink, int64_t rows, int64_t le
   const int64_t end = min(length, begin + per_segment);
   Acc<C> acc = identity<kOp, C>();
   if (r < rows) {
-    for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
-      acc = combine<kOp>(acc, source(r, j));
+    // Four independent loads in flight per thread: memory latency, not arithmetic, bounds this.
+    const int64_t step = blockDim.x;
+    int64_t j = begin + threadIdx.x;
+    for (; j + 3 * step < end; j += 4 * step) {
+      const Acc<C> pair01 = combine<kOp>(source(r, j), source(r, j + step));
+      const Acc<C> pair23 = combine<kOp>(source(r, j + 2 * step), source(r, j + 3 * step));
+      acc = combine<kOp>(acc, combine<kOp>(pair01, pair23));
     }
+    for (; j < end; j += step) acc = combine<kOp>(acc, source(r, j));
   }
   acc = warp_reduce<kOp>(acc);
   if (blockDim.x > 32) {
@@ -128,8 +134,8 @@ void reduce_typed(const Tensor& out, const Tensor& indices, const Tensor& rows) 
   const RowElements<device_t<T>> elements{device_data<T>(rows), inner};
   const WriteResult<device_t<T>, C> result{device_data<T>(out),
                                            indices.defined() ? indices.data<int64_t>() : nullptr};
-  // Few long rows: split each into segments so that about 4 blocks per SM have work.
-  const int64_t wanted_blocks = int64_t{4} * multiprocessor_count();
+  // Few long rows: split each into segments so that about 8 blocks per SM have work.
+  const int64_t wanted_blocks = int64_t{8} * multiprocessor_count();
   int64_t segments = 1;
   if (outer < wanted_blocks && inner >= 16384) {
     segments = std::min({(wanted_blocks + outer - 1) / outer, inner / 4096, int64_t{65535}});
