@@ -95,13 +95,11 @@ DenseHiddenConnection::DenseHiddenConnection(int64_t layer, int64_t input_dim, i
     norm_ = register_module("norm", std::make_shared<RMSNorm>(width, options.norm_eps));
 }
 
-// phi_i(h) = Proj_i(h) ⊙ silu(Select_i(x))   (Eq. 11-12)
-Tensor DenseHiddenConnection::transition(size_t i, const Tensor& previous, const Tensor& x) const {
-  const size_t pair = options_.shared ? 0 : i;
-  const Tensor projected = projections_ ? (*projections_)[pair].forward(previous) : previous;
-  if (mlp_gates_) return projected * silu((*mlp_gates_)[pair].forward(x));
-  if (linear_gates_) return projected * silu((*linear_gates_)[pair].forward(x));
-  return projected;
+// silu(Select_i(x)), the gate of predecessor i; undefined for select none.
+Tensor DenseHiddenConnection::gate(size_t i, const Tensor& x) const {
+  if (mlp_gates_) return silu((*mlp_gates_)[i].forward(x));
+  if (linear_gates_) return silu((*linear_gates_)[i].forward(x));
+  return Tensor();
 }
 
 // h' = Fuse(h, phi_1(h^{l-1}), ..., phi_m(h^{l-m}))   (Eq. 13)
@@ -115,12 +113,19 @@ Tensor DenseHiddenConnection::forward(const Tensor& hidden, const Tensor& x,
   check(x.dim() == hidden.dim() && x.size(-1) == input_dim_, "DenseHiddenConnection",
         "expected x [..., {}] with the leading dims of hidden {}, got {}", input_dim_,
         describe(hidden), describe(x));
+  // phi_i(h^{l-i}) = Proj_i(h^{l-i}) ⊙ silu(Select_i(x))   (Eq. 11-12); a shared gate is
+  // computed once.
+  const Tensor shared_gate = options_.shared ? gate(0, x) : Tensor();
   std::vector<Tensor> terms;
   for (size_t i = 0; i < previous.size(); ++i) {
     check(previous[i].shape() == hidden.shape(), "DenseHiddenConnection",
           "previous[{}] (layer l-{}) must be shaped like hidden {}, got {}", i, i + 1,
           describe(hidden), describe(previous[i]));
-    terms.push_back(transition(i, previous[i], x));
+    const size_t pair = options_.shared ? 0 : i;
+    const Tensor projected =
+        projections_ ? (*projections_)[pair].forward(previous[i]) : previous[i];
+    const Tensor g = options_.shared ? shared_gate : gate(i, x);
+    terms.push_back(g.defined() ? projected * g : projected);
   }
   Tensor fused;
   if (fuse_) {

@@ -72,7 +72,7 @@ class DenseHiddenConnection : public Module {
   bool active() const { return num_previous_ > 0; }
 
  private:
-  Tensor transition(size_t i, const Tensor& previous, const Tensor& x) const;  // phi_i
+  Tensor gate(size_t i, const Tensor& x) const;  // silu(Select_i(x)), undefined for select none
 
   DenseConnectionOptions options_;
   int64_t input_dim_;

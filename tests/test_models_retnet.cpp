@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "autograd/grad_mode.hpp"
@@ -270,11 +271,12 @@ TEST_CASE("model configs: round trip, every problem listed with the valid choice
 }
 
 TEST_CASE("the shipped configs build; tiny ones run", "[models]") {
-  const std::string dir = std::string(DSSM_TEST_DATA_DIR) + "/../../configs/";
+  const auto dir =
+      std::filesystem::path(DSSM_TEST_DATA_DIR).parent_path().parent_path() / "configs";
   Generator gen(36);
   for (const std::string name : {"densretnet-tiny", "retnet-tiny", "llama-tiny"}) {
     INFO(name);
-    std::ifstream file(dir + name + ".json");
+    std::ifstream file(dir / (name + ".json"));
     REQUIRE(file.good());
     auto model = make_model(json::parse(file), 1);
     const Tensor logits = model->forward(random_ids(gen, {1, 5}, model->config().vocab_size));
