@@ -92,6 +92,23 @@ TEST_CASE("DenseRetNet, RetNet, LLaMA: parallel forward equals token-by-token st
   }
 }
 
+TEST_CASE("DenseRetNet ablation variants: parallel forward equals step", "[models]") {
+  Generator gen(37);
+  const std::vector<json> variants = {
+      {{"dense_fusion", "concat"}, {"dense_projection", "linear"}},
+      {{"dense_select", "linear"}, {"dense_shared", false}, {"dense_m", 4}},
+      {{"dense_select", "none"}, {"dense_every", 2}, {"dense_norm", false}},
+  };
+  for (const json& variant : variants) {
+    INFO(variant.dump());
+    json config = tiny("densretnet");
+    config.update(variant);
+    auto model = build(config);
+    const Tensor ids = random_ids(gen, {2, 7}, 23);
+    CHECK(max_abs_diff(forward_logits(*model, ids), stepwise_logits(*model, ids)) < 1e-9);
+  }
+}
+
 TEST_CASE("DenseRetNet and RetNet: chunkwise and recurrent forms equal the parallel form",
           "[models]") {
   Generator gen(32);
