@@ -11,5 +11,7 @@ void add_tokenizer_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_params_command(CLI::App& app);
+void add_init_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 
 }  // namespace dssm::cli

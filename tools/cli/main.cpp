@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   dssm::cli::add_train_command(app);
   dssm::cli::add_eval_command(app);
   dssm::cli::add_params_command(app);
+  dssm::cli::add_init_command(app);
+  dssm::cli::add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
