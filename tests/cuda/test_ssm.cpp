@@ -71,8 +71,9 @@ ScanRun run_scan(const ScanInputs& host, DType dtype, Device device, const Tenso
                       placed(host.delta_bias, dtype, device),
                       host.delta_softplus};
   const ScanResult r = selective_scan(in, true);
-  const Tensor loss = sum(r.y * w.to(dtype).to(device)) +
-                      sum(r.last_state * w_last.to(r.last_state.dtype()).to(device));
+  // The state is kept in f32 even for bf16 inputs: add the two terms in f32.
+  const Tensor loss = sum(r.y * w.to(dtype).to(device)).to(DType::f32) +
+                      sum(r.last_state * w_last.to(r.last_state.dtype()).to(device)).to(DType::f32);
   loss.backward();
   ScanRun run{r.y.to(Device::cpu()), r.last_state.to(Device::cpu()), {}};
   for (const Tensor& t : {in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.delta_bias}) {
