@@ -143,6 +143,8 @@ TEST_CASE("resuming on the CPU continues bit for bit", "[train]") {
   }
   CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
   CHECK(std::filesystem::exists(dir / "split/loss.svg"));
+  CHECK(std::filesystem::canonical(dir / "split/latest") ==
+        std::filesystem::canonical(second.checkpoint));
 }
 
 TEST_CASE("a checkpoint write that fails midway leaves the previous one loadable", "[train]") {

@@ -107,6 +107,13 @@ std::string save_training_checkpoint(const std::string& out_dir, const TrainerSt
     fail("checkpoint", "writing step {} into '{}' failed, the earlier checkpoints are intact: {}",
          state.step, root.string(), e.what());
   }
+  // <out>/latest: a symbolic link to the newest checkpoint, replaced atomically.
+  const fs::path latest = fs::path(out_dir) / "latest", temporary = fs::path(out_dir) / ".latest";
+  fs::remove(temporary, ec);
+  fs::create_directory_symlink(fs::path("checkpoints") / step_name(state.step), temporary, ec);
+  if (!ec) fs::rename(temporary, latest, ec);
+  check(!ec, "checkpoint", "cannot point '{}' at {}: {}", latest.string(), final_dir.string(),
+        ec.message());
   // Keep the newest `keep`; also clear partial directories left by an earlier crash.
   const std::vector<std::string> all = list_checkpoints(out_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i], ec);

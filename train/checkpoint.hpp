@@ -8,6 +8,8 @@
 //     trainer.json                     the step, the run config, the data cursor, the random
 //                                      generators, the LR schedule, tokens seen, time spent
 //
+//   <out>/latest -> checkpoints/step-00001200   a symbolic link to the newest checkpoint
+//
 // A checkpoint is written into <out>/checkpoints/.partial-step-00001200/, every file synced to
 // disk, and only then renamed to its final name. A write that fails (a full disk, an unwritable
 // directory) or is killed midway therefore never touches the checkpoints already there: the

@@ -19,6 +19,7 @@
 #include "train/data/tokenizer.hpp"
 #include "train/data/window_sampler.hpp"
 #include "train/evaluate.hpp"
+#include "train/flops.hpp"
 #include "train/interrupt.hpp"
 #include "train/metrics.hpp"
 #include "train/plot.hpp"
@@ -106,6 +107,7 @@ Start prepare_output_dir(const TrainOptions& o) {
     fs::remove_all(fs::path(o.out_dir) / "checkpoints", ec);
     fs::remove(fs::path(o.out_dir) / "metrics.jsonl", ec);
     fs::remove(fs::path(o.out_dir) / "loss.svg", ec);
+    fs::remove(fs::path(o.out_dir) / "latest", ec);
   }
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
@@ -114,17 +116,6 @@ Start prepare_output_dir(const TrainOptions& o) {
 }
 
 // ---- numbers for the progress line ---------------------------------------------------------
-
-// Training FLOPs per token: 6 per weight that multiplies an activation (2 forward, 4 backward;
-// Kaplan et al. 2020), i.e. every parameter but the input embedding's table, which is only
-// looked up. The sequence-mixing terms (retention, scans) are left out, so MFU is a lower bound.
-double flops_per_token(const models::LanguageModel& model) {
-  double weights = 0;
-  for (const auto& p : model.named_parameters()) {
-    if (p.name.find("embed") == std::string::npos) weights += static_cast<double>(p.tensor.numel());
-  }
-  return 6.0 * weights;
-}
 
 std::string duration_str(double seconds) {
   const auto s = static_cast<int64_t>(seconds + 0.5);
@@ -226,7 +217,9 @@ TrainSummary train(const TrainOptions& o) {
     Generator gen(cfg.seed + static_cast<uint64_t>(state.step));  // apart from training's RNG
     const std::vector<int32_t> tokens =
         sample_continuation(model, prompt, cfg.sample_tokens, cfg.sample_temperature, gen);
-    fmt::print("sample: {}{}\n", cfg.sample_prompt, tokenizer->decode(tokens));
+    std::vector<int32_t> text(prompt.begin() + 1, prompt.end());  // without <bos>
+    text.insert(text.end(), tokens.begin(), tokens.end());
+    fmt::print("sample: {}\n", tokenizer->decode(text));
   };
 
   const auto save_checkpoint = [&] {
