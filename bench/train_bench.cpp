@@ -168,8 +168,11 @@ int main(int argc, char** argv) {
                                           {"last_loss", r.loss}}
                                .dump());
       } else {
-        fmt::print("{:<36} {:>9.1f}M {:>12.0f} {:>10.1f} {:>6.1f}% {:>10.2f}\n", r.config,
-                   r.parameters / 1e6, r.tokens_per_s, r.ms_per_step, 100 * r.mfu, r.peak_gib);
+        const bool gpu = o.device.is_cuda();  // MFU and memory mean something on the GPU only
+        fmt::print("{:<36} {:>9.1f}M {:>12.0f} {:>10.1f} {:>7} {:>10}\n", r.config,
+                   r.parameters / 1e6, r.tokens_per_s, r.ms_per_step,
+                   gpu ? fmt::format("{:.1f}%", 100 * r.mfu) : "-",
+                   gpu ? fmt::format("{:.2f}", r.peak_gib) : "-");
       }
       std::fflush(stdout);
     }
