@@ -1,35 +1,20 @@
 #include "tensor/storage.hpp"
 
-#include <cstdlib>
 #include <cstring>
-#include <new>
 
 #include "cuda/backend.hpp"
+#include "tensor/cpu_allocator.hpp"
 #include "tensor/error.hpp"
 
 namespace dssm {
 namespace {
-
-// 64-byte aligned host memory: a cache line, and enough for any SIMD load.
-class CpuAllocator final : public Allocator {
- public:
-  void* allocate(size_t nbytes) override {
-    if (nbytes == 0) return nullptr;
-    const size_t rounded = (nbytes + 63) / 64 * 64;
-    void* ptr = std::aligned_alloc(64, rounded);
-    if (ptr == nullptr) fail("cpu allocator", "out of memory allocating {} bytes", nbytes);
-    return ptr;
-  }
-  void deallocate(void* ptr, size_t) override { std::free(ptr); }
-};
 
 Allocator* g_cuda_allocator = nullptr;
 
 }  // namespace
 
 Allocator& allocator_for(Device device) {
-  static CpuAllocator cpu_allocator;
-  if (device.is_cpu()) return cpu_allocator;
+  if (device.is_cpu()) return cpu_allocator();
   if (g_cuda_allocator == nullptr) {
     fail("allocator", "device {} requested, but densessm was built without the CUDA backend",
          device.str());
