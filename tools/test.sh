@@ -11,6 +11,9 @@ bash tools/setup.sh build
 echo "==> gradcheck over the op registry"
 build/dssm gradcheck --device cpu | tail -n 1
 echo "==> tests"
+# ctest runs test files side by side: one OpenMP thread each, or their spinning threads fight
+# over the cores (a 20x slowdown on 2 cores).
+export OMP_NUM_THREADS=1
 ctest --test-dir build -j "$jobs" --output-on-failure
 
 echo "==> sanitizer build (ASan + UBSan) of the CPU tests"
