@@ -20,7 +20,7 @@ void retention_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, 
                     const Tensor&, const std::vector<double>&, const std::vector<double>&) {
   absent("retention_step");
 }
-void rotary(const Tensor&, const Tensor&, int64_t, bool) {
+void rotary(const Tensor&, const Tensor&, int64_t, bool, double, double) {
   absent("rotary");
 }
 

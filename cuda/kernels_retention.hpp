@@ -26,8 +26,10 @@ void retention_step(const Tensor& out, const Tensor& new_state, const Tensor& q,
                     const Tensor& v, const Tensor& state, const std::vector<double>& gammas,
                     const std::vector<double>& scales);
 
-// Rotary position encoding of x [rows, length, dim] at positions offset + l (ops/rotary.hpp);
-// `inverse` rotates by the opposite angles (the backward).
-void rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse);
+// Rotary position encoding of x [rows, length, dim] at positions offset + l (ops/rotary.hpp),
+// pair i turned by (offset + l) base^(-i / divisor); `inverse` rotates by the opposite angles
+// (the backward).
+void rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse, double base,
+            double divisor);
 
 }  // namespace dssm::cuda

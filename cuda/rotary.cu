@@ -1,5 +1,7 @@
 // CUDA kernel of rotary position encoding (ops/rotary.cpp): one thread per pair of channels,
 // angles in float64 so that large positions keep their precision.
+#include <cmath>
+
 #include "cuda/backend.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kernels_retention.hpp"
@@ -8,17 +10,15 @@ namespace dssm::cuda {
 namespace {
 
 // (y_2i, y_2i+1) = (x_2i cos - x_2i+1 sin, x_2i+1 cos + x_2i sin) at angle sign (offset + l)
-// theta_i, theta_i = 10000^(-i / (pairs - 1)).
+// theta_i, theta_i = base^(-i / divisor) (divisor pairs - 1 for RetNet, pairs for LLaMA).
 template <typename T>
 __global__ void rotary_kernel(T* out, const T* x, int64_t length, int64_t pairs, int64_t offset,
-                              double sign, int64_t total) {
+                              double sign, double log_base, double divisor, int64_t total) {
   using Acc = decltype(to_compute(x[0]));
   for (int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; p < total;
        p += int64_t{gridDim.x} * blockDim.x) {
     const int64_t i = p % pairs, l = p / pairs % length;
-    const double fraction =
-        pairs > 1 ? static_cast<double>(i) / static_cast<double>(pairs - 1) : 0.0;
-    const double theta = exp(-fraction * log(10000.0));
+    const double theta = exp(-(static_cast<double>(i) / divisor) * log_base);
     double s, c;
     sincos(sign * static_cast<double>(offset + l) * theta, &s, &c);
     const Acc x0 = to_compute(x[2 * p]), x1 = to_compute(x[2 * p + 1]);
@@ -29,7 +29,8 @@ __global__ void rotary_kernel(T* out, const T* x, int64_t length, int64_t pairs,
 
 }  // namespace
 
-void rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse) {
+void rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse, double base,
+            double divisor) {
   check(out.is_contiguous() && x.is_contiguous(), "rotary",
         "CUDA kernel expects contiguous tensors, got {} and {}", describe(out), describe(x));
   require_device(x.device().index);
@@ -39,7 +40,7 @@ void rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse) {
     const LaunchConfig launch = elementwise_launch(total);
     rotary_kernel<<<launch.blocks, launch.threads, 0, current_stream()>>>(
         device_data<T>(out), device_data<T>(x), x.size(1), x.size(2) / 2, offset,
-        inverse ? -1.0 : 1.0, total);
+        inverse ? -1.0 : 1.0, std::log(base), divisor, total);
     DSSM_CUDA_CHECK_LAUNCH("rotary");
   });
 }

@@ -288,6 +288,10 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& json) {
   expect_arch(reader, c, "llama");
   c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
   c.ffn_dim = reader.integer("ffn_dim", 1, kMaxWidth);
+  c.rope_theta = reader.real("rope_theta", c.rope_theta, 1.0, 1e12);
+  if (c.rope_theta <= 1.0) {
+    reader.problem(fmt::format("'rope_theta' must be > 1, got {}", c.rope_theta));
+  }
   c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
   c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
   c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
@@ -300,6 +304,7 @@ nlohmann::json LlamaConfig::to_json() const {
   nlohmann::json json = model_fields_json(*this);
   json["n_heads"] = n_heads;
   json["ffn_dim"] = ffn_dim;
+  json["rope_theta"] = rope_theta;
   json["norm_eps"] = norm_eps;
   json["dropout"] = dropout;
   json["init_std"] = init_std;

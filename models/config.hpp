@@ -103,6 +103,7 @@ struct RetNetConfig : ModelConfig {
 struct LlamaConfig : ModelConfig {
   int64_t n_heads = 8;
   int64_t ffn_dim = 0;
+  double rope_theta = 10000.0;  // rotary angles rope_theta^(-2i/d_head), as transformers' LLaMA
   double norm_eps = 1e-6;
   double dropout = 0.0;
   double init_std = 0.02;

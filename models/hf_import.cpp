@@ -62,6 +62,27 @@ json mamba_config(const json& hf) {
           {"norm_eps", hf.value("layer_norm_epsilon", 1e-5)}};
 }
 
+// LLaMA's rotary base: "rope_theta" at the top (transformers 4) or inside "rope_parameters"
+// (transformers 5, whose "rope_type" must be "default": no scaled variants).
+double llama_rope_theta(const json& hf) {
+  const json* holder = &hf;
+  if (hf.contains("rope_parameters") && !hf["rope_parameters"].is_null()) {
+    holder = &hf["rope_parameters"];
+    check(holder->is_object(), kWhere,
+          "config.json's \"rope_parameters\" must be an object, got {}", holder->dump());
+    const json type = holder->value("rope_type", json("default"));
+    check(
+        type == "default", kWhere,
+        "config.json has \"rope_parameters\": {{\"rope_type\": {}}}, only \"default\" is supported",
+        type.dump());
+  }
+  if (!holder->contains("rope_theta")) return hf.value("rope_theta", 10000.0);
+  const json& theta = (*holder)["rope_theta"];
+  check(theta.is_number(), kWhere, "config.json's \"rope_theta\" must be a number, got {}",
+        theta.dump());
+  return theta.get<double>();
+}
+
 json llama_config(const json& hf) {
   const int64_t d = required(hf, "hidden_size").get<int64_t>();
   const int64_t heads = required(hf, "num_attention_heads").get<int64_t>();
@@ -78,8 +99,7 @@ json llama_config(const json& hf) {
           {"n_heads", heads},
           {"ffn_dim", required(hf, "intermediate_size")},
           {"norm_eps", hf.value("rms_norm_eps", 1e-6)},
-          // LLaMA's rotary angles rope_theta^(-2i/d_head): our LLaMA must support this key.
-          {"rope_theta", hf.value("rope_theta", 10000.0)}};
+          {"rope_theta", llama_rope_theta(hf)}};
 }
 
 // transformers name -> ours, by regular expression; "" drops the tensor.

@@ -8,7 +8,9 @@
 //     head (channel j with j + d_head/2, "rotate_half"), our rotary op rotates adjacent pairs
 //     (2i, 2i+1). Our row 2i is HF row i and our row 2i+1 is HF row i + d_head/2 (the inverse of
 //     the permutation in transformers' convert_llama_weights_to_hf.py); since q and k get the
-//     same permutation, the attention scores q·k are unchanged.
+//     same permutation, the attention scores q·k are unchanged. The angles are LLaMA's,
+//     rope_theta^(-2i/d_head) (our LlamaConfig::rope_theta; top-level "rope_theta" of
+//     transformers 4 or "rope_parameters" of transformers 5).
 // Weights are converted to f32. Unsupported variants (biases in Mamba's projections, grouped
 // KV heads, rope scaling, ...) are errors that name the config key.
 #pragma once

@@ -38,7 +38,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64
 }  // namespace
 
 LlamaBlock::LlamaBlock(const LlamaConfig& c, Generator& gen, Generator& dropout_gen)
-    : heads_(c.n_heads) {
+    : heads_(c.n_heads), rotary_{.spacing = RotarySpacing::llama, .base = c.rope_theta} {
   const auto linear = [&](int64_t in, int64_t out) {
     return std::make_shared<nn::Linear>(in, out, false, gen, c.init_std);
   };
@@ -58,8 +58,8 @@ Tensor LlamaBlock::forward(const Tensor& h, Tensor* cached_keys, Tensor* cached_
   const int64_t B = h.size(0), T = h.size(1);
   const int64_t offset = cached_keys && cached_keys->defined() ? cached_keys->size(2) : 0;
   const Tensor x = attention_norm_->forward(h);
-  const Tensor q = rotary(split_heads(q_proj_->forward(x), heads_), offset);
-  Tensor k = rotary(split_heads(k_proj_->forward(x), heads_), offset);
+  const Tensor q = rotary(split_heads(q_proj_->forward(x), heads_), offset, rotary_);
+  Tensor k = rotary(split_heads(k_proj_->forward(x), heads_), offset, rotary_);
   Tensor v = split_heads(v_proj_->forward(x), heads_);
   if (cached_keys) {
     if (offset > 0) k = concat({*cached_keys, k}, 2), v = concat({*cached_values, v}, 2);

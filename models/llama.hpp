@@ -1,7 +1,8 @@
 // LLaMA (Touvron et al. 2023, arXiv 2302.13971), the Transformer baseline of the paper (Table 1):
 // pre-RMSNorm blocks of causal softmax attention with rotary positions and a SwiGLU FFN.
-// Rotary uses the same op as RetNet (adjacent channel pairs, ops/rotary.hpp); attention is the
-// plain formula softmax(q k^T / sqrt(d_head) + causal mask) v, with a KV cache for step().
+// Rotary uses the same op as RetNet (adjacent channel pairs, ops/rotary.hpp) with LLaMA's angles
+// rope_theta^(-2i/d_head); attention is the plain formula softmax(q k^T / sqrt(d_head) + causal
+// mask) v, with a KV cache for step().
 #pragma once
 
 #include <memory>
@@ -15,6 +16,7 @@
 #include "nn/module_list.hpp"
 #include "nn/rms_norm.hpp"
 #include "nn/swiglu.hpp"
+#include "ops/rotary.hpp"
 
 namespace dssm::models {
 
@@ -36,6 +38,7 @@ class LlamaBlock : public nn::Module {
 
  private:
   int64_t heads_;
+  RotaryFrequencies rotary_;
   std::shared_ptr<nn::RMSNorm> attention_norm_;
   std::shared_ptr<nn::Linear> q_proj_, k_proj_, v_proj_, o_proj_;
   std::shared_ptr<nn::RMSNorm> ffn_norm_;

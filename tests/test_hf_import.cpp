@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "autograd/grad_mode.hpp"
 #include "models/hf_import.hpp"
@@ -66,6 +67,71 @@ std::map<std::string, Tensor> to_hf_mamba(const std::map<std::string, Tensor>& o
     } else {
       hf["backbone." + name] = t;  // layers.N.norm / layers.N.mixer.* keep their names
     }
+  }
+  return hf;
+}
+
+// A LlamaForCausalLM config.json for our llama config `ours`, with the rotary base where
+// transformers 4 puts it (top level) or where transformers 5 does ("rope_parameters").
+json hf_llama_config(const json& ours, bool rope_parameters) {
+  json hf = {{"model_type", "llama"},
+             {"architectures", {"LlamaForCausalLM"}},
+             {"vocab_size", ours["vocab_size"]},
+             {"hidden_size", ours["d_model"]},
+             {"intermediate_size", ours["ffn_dim"]},
+             {"num_hidden_layers", ours["n_layers"]},
+             {"num_attention_heads", ours["n_heads"]},
+             {"num_key_value_heads", ours["n_heads"]},
+             {"head_dim", ours["d_model"].get<int64_t>() / ours["n_heads"].get<int64_t>()},
+             {"rms_norm_eps", ours["norm_eps"]},
+             {"hidden_act", "silu"},
+             {"attention_bias", false},
+             {"mlp_bias", false},
+             {"tie_word_embeddings", false}};
+  if (rope_parameters) {
+    hf["rope_parameters"] = {{"rope_theta", ours["rope_theta"]}, {"rope_type", "default"}};
+  } else {
+    hf["rope_theta"] = ours["rope_theta"];
+    hf["rope_scaling"] = nullptr;
+  }
+  return hf;
+}
+
+// Our LLaMA's tensors under transformers' names, q/k rows moved from our adjacent pairs back to
+// transformers' halves (HF row i of a head is our row 2i, HF row i + d_head/2 our row 2i + 1):
+// written independently of models/hf_import.
+std::map<std::string, Tensor> to_hf_llama(const std::map<std::string, Tensor>& ours,
+                                          int64_t heads) {
+  std::map<std::string, Tensor> hf;
+  for (const auto& [name, t] : ours) {
+    std::string hf_name = "model." + name;
+    for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+             {".attention_norm.", ".input_layernorm."},
+             {".ffn_norm.", ".post_attention_layernorm."},
+             {".ffn.", ".mlp."},
+             {".q_proj.", ".self_attn.q_proj."},
+             {".k_proj.", ".self_attn.k_proj."},
+             {".v_proj.", ".self_attn.v_proj."},
+             {".o_proj.", ".self_attn.o_proj."}}) {
+      if (const size_t at = hf_name.find(from); at != std::string::npos) {
+        hf_name.replace(at, from.size(), to);
+      }
+    }
+    if (name == "lm_head.weight") hf_name = name;
+    Tensor value = t;
+    if (name.ends_with("q_proj.weight") || name.ends_with("k_proj.weight")) {
+      const auto rows = t.to_vector<float>();
+      const int64_t out = t.size(0), in = t.size(1), d_head = out / heads, half = d_head / 2;
+      std::vector<float> halves(rows.size());
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < half; ++i)
+          for (int64_t c = 0; c < in; ++c) {
+            halves[(h * d_head + i) * in + c] = rows[(h * d_head + 2 * i) * in + c];
+            halves[(h * d_head + half + i) * in + c] = rows[(h * d_head + 2 * i + 1) * in + c];
+          }
+      value = Tensor::from_vector(halves, t.shape());
+    }
+    hf[hf_name] = value;
   }
   return hf;
 }
@@ -167,6 +233,72 @@ TEST_CASE("LlamaForCausalLM tensors map to ours, q and k rows from halves to pai
           CHECK(to[(h * 8 + 2 * i + 1) * 16 + c] == from[(h * 8 + 4 + i) * 16 + c]);
         }
   }
+}
+
+TEST_CASE("a LlamaForCausalLM checkpoint imports and computes our model's logits", "[checkpoint]") {
+  for (const bool rope_parameters : {false, true}) {
+    for (const double rope_theta : {10000.0, 500000.0}) {
+      INFO((rope_parameters ? "transformers 5" : "transformers 4")
+           << ", rope_theta " << rope_theta);
+      TempDir dir;
+      json config = {{"arch", "llama"},         {"vocab_size", 48}, {"d_model", 32},
+                     {"n_layers", 2},           {"n_heads", 4},     {"ffn_dim", 40},
+                     {"rope_theta", rope_theta}};
+      auto ours = models::make_model(config, std::random_device{}());
+      const json hf_config = hf_llama_config(ours->config().to_json(), rope_parameters);
+      write_json(dir.path / "config.json", hf_config);
+      nn::save_safetensors((dir.path / "model.safetensors").string(),
+                           to_hf_llama(ours->state_dict(), 4));
+
+      auto imported = models::import_hf(dir.path.string());
+      CHECK(imported->config().to_json() == ours->config().to_json());
+      const auto expected = ours->state_dict(), actual = imported->state_dict();
+      REQUIRE(actual.size() == expected.size());
+      for (const auto& [name, t] : expected) {
+        INFO(name);
+        CHECK(same_bytes(actual.at(name), t));
+      }
+      // Same weights, same arithmetic: the logits agree bit for bit, by forward and by step.
+      imported->eval(), ours->eval();
+      const Tensor ids = Tensor::from_vector<int64_t>({5, 0, 47, 9, 9, 31, 2}, {1, 7});
+      CHECK(same_bytes(imported->forward(ids).detach(), ours->forward(ids).detach()));
+      NoGradGuard no_grad;
+      auto state_a = imported->new_state(1), state_b = ours->new_state(1);
+      for (int64_t t = 0; t < 7; ++t) {
+        const Tensor id = ids.select(1, t).contiguous();
+        CHECK(same_bytes(imported->step(id, *state_a), ours->step(id, *state_b)));
+      }
+    }
+  }
+}
+
+TEST_CASE("LLaMA's rope_theta: read from either place, written back, checked", "[checkpoint]") {
+  json hf = hf_llama_config({{"vocab_size", 8},
+                             {"d_model", 8},
+                             {"ffn_dim", 8},
+                             {"n_layers", 1},
+                             {"n_heads", 2},
+                             {"norm_eps", 1e-5},
+                             {"rope_theta", 250000.0}},
+                            true);
+  CHECK(models::config_from_hf(hf)["rope_theta"] == 250000.0);
+  hf["rope_parameters"].erase("rope_theta");
+  CHECK(models::config_from_hf(hf)["rope_theta"] == 10000.0);  // transformers' default
+  hf["rope_parameters"]["rope_type"] = "linear";
+  hf["rope_parameters"]["factor"] = 2.0;
+  CHECK_THROWS_WITH(models::config_from_hf(hf),
+                    Catch::Contains("rope_type") && Catch::Contains("\"linear\"") &&
+                        Catch::Contains("only \"default\" is supported"));
+  hf.erase("rope_parameters");
+  hf["rope_theta"] = "big";
+  CHECK_THROWS_WITH(models::config_from_hf(hf),
+                    Catch::Contains("\"rope_theta\" must be a number, got \"big\""));
+  hf["rope_theta"] = 1.0;
+  CHECK_THROWS_WITH(models::make_model(models::config_from_hf(hf), 0),
+                    Catch::Contains("'rope_theta' must be > 1, got 1"));
+  hf["rope_theta"] = 1e4;
+  auto model = models::make_model(models::config_from_hf(hf), 0);
+  CHECK(model->config().to_json()["rope_theta"] == 1e4);
 }
 
 TEST_CASE("transformers import names what it cannot map", "[checkpoint]") {
