@@ -22,8 +22,10 @@ __global__ void rotary_kernel(T* out, const T* x, int64_t length, int64_t pairs,
     double s, c;
     sincos(sign * static_cast<double>(offset + l) * theta, &s, &c);
     const Acc x0 = to_compute(x[2 * p]), x1 = to_compute(x[2 * p + 1]);
-    out[2 * p] = from_compute<T>(x0 * static_cast<Acc>(c) - x1 * static_cast<Acc>(s));
-    out[2 * p + 1] = from_compute<T>(x1 * static_cast<Acc>(c) + x0 * static_cast<Acc>(s));
+    const Acc cc = static_cast<Acc>(c), ss = static_cast<Acc>(s);
+    // The CPU kernel's formula, fused multiply-adds included (ops/rotary.cpp).
+    out[2 * p] = from_compute<T>(fma(x0, cc, -(x1 * ss)));
+    out[2 * p + 1] = from_compute<T>(fma(x1, cc, x0 * ss));
   }
 }
 

@@ -41,8 +41,12 @@ void cpu_rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t at = (r * length + l) * dim + 2 * i;
           const Acc x0 = static_cast<Acc>(in[at]), x1 = static_cast<Acc>(in[at + 1]);
-          o[at] = static_cast<T>(x0 * c - x1 * s);
-          o[at + 1] = static_cast<T>(x1 * c + x0 * s);
+          // Explicit fused multiply-adds: with x0 * c - x1 * s the compiler contracts the
+          // vectorised copy of this loop into FMAs but not its scalar copy, and which copy runs
+          // depends on whether `in` and `o` lie close in memory (a runtime alias check), so
+          // two calls on the same input could differ by an ulp. fma rounds the same in both.
+          o[at] = static_cast<T>(std::fma(x0, c, -(x1 * s)));
+          o[at + 1] = static_cast<T>(std::fma(x1, c, x0 * s));
         }
       }
     }
