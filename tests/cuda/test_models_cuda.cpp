@@ -1,0 +1,173 @@
+// The five models on CUDA against the CPU: for each tiny config (configs/*-tiny.json) the
+// parallel forward's logits and the gradients of the loss w.r.t. every parameter (f32, within
+// 1e-4 of each tensor's largest CPU value), and the recurrent step over a few tokens; and the
+// paper-sized DenseRetNet-350M and DenseMamba-360M fitting a forward + backward of 1 x 2048
+// tokens on the GPU, with the allocator's peak printed.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "autograd/grad_mode.hpp"
+#include "cuda/allocator.hpp"
+#include "cuda/backend.hpp"
+#include "models/language_model.hpp"
+#include "ops/cross_entropy.hpp"
+
+using namespace dssm;
+namespace fs = std::filesystem;
+
+namespace {
+
+// configs/<name>.json, looked for upwards from the working directory and from this file.
+nlohmann::json read_config(const std::string& name) {
+  const fs::path relative = fs::path("configs") / (name + ".json");
+  for (fs::path dir : {fs::current_path(), fs::path(__FILE__).parent_path()}) {
+    for (; !dir.empty(); dir = dir.parent_path()) {
+      if (fs::exists(dir / relative)) {
+        std::ifstream in(dir / relative);
+        return nlohmann::json::parse(in);
+      }
+      if (dir == dir.parent_path()) break;
+    }
+  }
+  FAIL("cannot find " << relative.string() << " above " << fs::current_path().string());
+  return {};
+}
+
+// max |got - want| / max |want| (want on the CPU); 0 when both are all zeros.
+double relative_to_max(const Tensor& got, const Tensor& want) {
+  const auto g = got.to(Device::cpu()).to_vector<double>(), w = want.to_vector<double>();
+  REQUIRE(g.size() == w.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    diff = std::max(diff, std::abs(g[i] - w[i]));
+    scale = std::max(scale, std::abs(w[i]));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+Tensor random_ids(std::mt19937_64& rng, int64_t batch, int64_t length, int64_t vocab) {
+  std::vector<int64_t> ids(static_cast<size_t>(batch * length));
+  for (auto& id : ids) id = static_cast<int64_t>(rng() % static_cast<uint64_t>(vocab));
+  return Tensor::from_vector(ids, {batch, length});
+}
+
+// Mean next-token loss of ids [B, T] (targets: the ids shifted by one).
+Tensor next_token_loss(models::LanguageModel& model, const Tensor& ids) {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const Tensor logits = model.forward(ids.narrow(1, 0, T - 1).contiguous());
+  return cross_entropy(logits.reshape({B * (T - 1), -1}),
+                       ids.narrow(1, 1, T - 1).contiguous().reshape({B * (T - 1)}));
+}
+
+double gib(size_t bytes) {
+  return static_cast<double>(bytes) / (1 << 30);
+}
+
+const char* const kTinyConfigs[] = {"densretnet-tiny", "retnet-tiny", "llama-tiny", "mamba-tiny",
+                                    "densemamba-tiny"};
+
+}  // namespace
+
+TEST_CASE("every tiny model's logits and parameter gradients on CUDA equal the CPU's",
+          "[cuda][models]") {
+  const uint64_t seed = std::random_device{}();
+  std::mt19937_64 rng(seed);
+  for (const char* name : kTinyConfigs) {
+    INFO(name << ", seed " << seed);
+    const nlohmann::json config = read_config(name);
+    auto cpu = models::make_model(config, seed);
+    auto gpu = models::make_model(config, seed);
+    gpu->to(Device::cuda());
+    cpu->eval(), gpu->eval();  // no dropout: the two must compute the same function
+    const Tensor ids = random_ids(rng, 2, 65, config["vocab_size"].get<int64_t>());
+
+    const Tensor ids_in = ids.narrow(1, 0, 64).contiguous();
+    CHECK(relative_to_max(gpu->forward(ids_in.to(Device::cuda())).detach(),
+                          cpu->forward(ids_in).detach()) < 1e-4);
+
+    const Tensor loss_cpu = next_token_loss(*cpu, ids);
+    const Tensor loss_gpu = next_token_loss(*gpu, ids.to(Device::cuda()));
+    CHECK(loss_gpu.item() == Approx(loss_cpu.item()).epsilon(1e-5));
+    loss_cpu.backward();
+    loss_gpu.backward();
+    const auto params_cpu = cpu->named_parameters(), params_gpu = gpu->named_parameters();
+    REQUIRE(params_cpu.size() == params_gpu.size());
+    for (size_t i = 0; i < params_cpu.size(); ++i) {
+      INFO("gradient of " << params_cpu[i].name);
+      REQUIRE(params_cpu[i].name == params_gpu[i].name);
+      REQUIRE(params_cpu[i].tensor.grad().defined());
+      REQUIRE(params_gpu[i].tensor.grad().defined());
+      CHECK(relative_to_max(params_gpu[i].tensor.grad(), params_cpu[i].tensor.grad()) < 1e-4);
+    }
+  }
+}
+
+TEST_CASE("every tiny model's recurrent step on CUDA equals the CPU's", "[cuda][models]") {
+  const uint64_t seed = std::random_device{}();
+  std::mt19937_64 rng(seed);
+  NoGradGuard no_grad;
+  for (const char* name : kTinyConfigs) {
+    INFO(name << ", seed " << seed);
+    const nlohmann::json config = read_config(name);
+    auto cpu = models::make_model(config, seed);
+    auto gpu = models::make_model(config, seed);
+    gpu->to(Device::cuda());
+    cpu->eval(), gpu->eval();
+    const int64_t batch = 3, tokens = 6;
+    const Tensor ids = random_ids(rng, batch, tokens, config["vocab_size"].get<int64_t>());
+    auto state_cpu = cpu->new_state(batch), state_gpu = gpu->new_state(batch);
+    for (int64_t t = 0; t < tokens; ++t) {
+      INFO("token " << t);
+      const Tensor id = ids.select(1, t).contiguous();
+      const Tensor logits_cpu = cpu->step(id, *state_cpu);
+      const Tensor logits_gpu = gpu->step(id.to(Device::cuda()), *state_gpu);
+      CHECK(relative_to_max(logits_gpu, logits_cpu) < 1e-4);
+    }
+    CHECK(state_gpu->position == tokens);
+  }
+}
+
+TEST_CASE("DenseRetNet-350M and DenseMamba-360M train on 1 x 2048 tokens within the GPU's memory",
+          "[cuda][models]") {
+  std::mt19937_64 rng(std::random_device{}());
+  for (const char* name : {"densretnet-350m", "densemamba-360m"}) {
+    for (const DType dtype : {DType::bf16, DType::f32}) {
+      INFO(name << " in " << dtype_name(dtype));
+      const nlohmann::json config = read_config(name);
+      {
+        auto model = models::make_model(config, 1);
+        model->to(dtype);
+        model->to(Device::cuda());
+        cuda::synchronize();
+        const size_t weights = cuda::allocator_stats().in_use_bytes;
+        cuda::reset_peak_stats();
+        const Tensor ids =
+            random_ids(rng, 1, 2049, config["vocab_size"].get<int64_t>()).to(Device::cuda());
+        const Tensor loss = next_token_loss(*model, ids);
+        loss.backward();
+        cuda::synchronize();
+        const double value = loss.item();
+        CHECK(std::isfinite(value));
+        // Near log(vocab) at initialisation.
+        CHECK(std::abs(value - std::log(32000.0)) < 1.0);
+        for (const auto& p : model->named_parameters()) {
+          INFO(p.name);
+          REQUIRE(p.tensor.grad().defined());
+        }
+        const cuda::AllocatorStats stats = cuda::allocator_stats();
+        fmt::print(
+            "{} {}: {:.1f}M parameters, weights {:.2f} GiB, peak in use over forward + backward "
+            "of 1 x 2048 tokens {:.2f} GiB (reserved {:.2f} GiB)\n",
+            name, dtype_name(dtype), static_cast<double>(model->num_parameters()) / 1e6,
+            gib(weights), gib(stats.peak_in_use_bytes), gib(stats.reserved_bytes));
+        CHECK(stats.peak_in_use_bytes > weights);
+      }
+      cuda::empty_cache();
+    }
+  }
+}
