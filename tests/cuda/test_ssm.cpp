@@ -120,6 +120,34 @@ TEST_CASE("CUDA selective_scan at odd sizes, without gate and bias, and in f64",
   compare_scan(host, DType::f32, 1e-4, g);
 }
 
+TEST_CASE("CUDA selective_scan with partial channel blocks and partial chunks", "[cuda][ssm]") {
+  Generator g(107);
+  // 70 channels: two full blocks of 32 and one of 6. Length 1000 (16-byte rows, the last chunk of
+  // 32 steps holds 8) and 203 (rows not 16-byte aligned: the scalar path). N 16 and 5.
+  for (auto [length, N] : {std::pair<int64_t, int64_t>{1000, 16}, {203, 16}, {203, 5}}) {
+    INFO("length " << length << ", N " << N);
+    const ScanInputs host = mamba_operands(g, 3, 70, length, N);
+    compare_scan(host, DType::f32, 1e-4, g);
+    compare_scan(host, DType::bf16, 3e-2, g);
+  }
+}
+
+TEST_CASE("CUDA selective_scan gives the same result when run twice", "[cuda][ssm]") {
+  // A race (a missing barrier, a read of unwritten memory) shows as a result that moves between
+  // runs; dB, dC, dA, dD, ddelta_bias are atomic sums, equal up to the order of the additions.
+  Generator g(108);
+  const ScanInputs host = mamba_operands(g, 2, 96, 500, 16);
+  const Tensor w = Tensor::randn(host.u.shape(), g), w_last = Tensor::randn({2, 96, 16}, g);
+  const ScanRun first = run_scan(host, DType::f32, Device::cuda(), w, w_last);
+  const ScanRun second = run_scan(host, DType::f32, Device::cuda(), w, w_last);
+  CHECK(relative_error(first.y, second.y) == 0);
+  CHECK(relative_error(first.last_state, second.last_state) == 0);
+  for (size_t i = 0; i < first.grads.size(); ++i) {
+    INFO("gradient " << i);
+    CHECK(relative_error(first.grads[i], second.grads[i]) < 1e-6);
+  }
+}
+
 TEST_CASE("CUDA selective_scan with N above the kernel's limit falls back correctly",
           "[cuda][ssm]") {
   Generator g(103);
