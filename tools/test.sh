@@ -12,11 +12,10 @@ echo "==> gradcheck over the op registry"
 build/dssm gradcheck --device cpu | tail -n 1
 echo "==> tests"
 # ctest runs test files side by side: one OpenMP thread each, or their spinning threads fight
-# over the cores (a 20x slowdown on 2 cores).
-export OMP_NUM_THREADS=1
-ctest --test-dir build -j "$jobs" --output-on-failure
+# over the cores (a 20x slowdown on 2 cores). Set per command: nproc itself reads OMP_NUM_THREADS.
+OMP_NUM_THREADS=1 ctest --test-dir build -j "$jobs" --output-on-failure
 
 echo "==> sanitizer build (ASan + UBSan) of the CPU tests"
 bash tools/setup.sh build-asan -DDSSM_SANITIZE=ON -DDSSM_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -j "$jobs" -L cpu --output-on-failure
