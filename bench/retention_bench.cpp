@@ -9,6 +9,12 @@
 // at 790 TFLOP/s. Bytes floor: reading q, k, v and writing o in forward; reading q, k, v, dO and
 // writing dq, dk, dv in backward, at 3.0 TB/s. Saved activations: the op keeps q, k, v alive for
 // backward (nothing else), (2 dk + dv) * heads elements per token.
+//
+// "host ms" is the time the host spends queueing forward and backward (until the calls return,
+// before synchronising): when it comes near "fwd+bwd ms" the GPU waits on the host, not on
+// its kernels. The GPU time of each kernel is best read with Nsight Compute, e.g. `ncu
+// --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel
+// build/retention_bench --device cuda --chunk 512 --iters 1`.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -113,8 +119,8 @@ int main(int argc, char** argv) {
       c.batch, c.length, c.heads, c.dk, c.dv, dtype_name(c.dtype), c.device.str());
   fmt::print("saved activations: {:.0f} bytes per token (q, k, v)\n",
              (2 * dk + dv) * static_cast<double>(c.heads) * elem);
-  fmt::print("{:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}  {}\n", "chunk", "fwd ms",
-             "fwd+bwd ms", "floor ms", "of floor", "TFLOP/s", "GB/s", "extra");
+  fmt::print("{:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}  {}\n", "chunk", "fwd ms",
+             "fwd+bwd ms", "host ms", "floor ms", "of floor", "TFLOP/s", "GB/s", "extra");
 
   Generator gen(7);
   const Tensor q = Tensor::randn({c.batch, c.heads, c.length, c.dk}, gen, c.dtype, c.device);
@@ -128,7 +134,7 @@ int main(int argc, char** argv) {
     const double total_flops = bh * (flops.forward + flops.backward);
     const double floor_s = std::max(total_flops / 790e12, bytes / 3.0e12);
     std::string extra;
-    double forward_s = 0, total_s = 0;
+    double forward_s = 0, total_s = 0, host_s = 0;
     for (int64_t it = -1; it < c.iters; ++it) {  // iteration -1 warms up (and builds constants)
       Tensor qg = q.detach().set_requires_grad(), kg = k.detach().set_requires_grad(),
              vg = v.detach().set_requires_grad();
@@ -139,6 +145,7 @@ int main(int argc, char** argv) {
       cuda::synchronize();
       const auto start = std::chrono::steady_clock::now();
       const Tensor out = retention_chunkwise(qg, kg, vg, chunk);
+      const double fwd_host = seconds_since(start);
       cuda::synchronize();
       const double fwd = seconds_since(start);
 #if DSSM_WITH_CUDA
@@ -149,9 +156,11 @@ int main(int argc, char** argv) {
                             held / static_cast<double>(c.batch * c.length));
       }
 #endif
+      const auto backward_start = std::chrono::steady_clock::now();
       out.backward(grad_out);
+      const double bwd_host = seconds_since(backward_start);
       cuda::synchronize();
-      if (it >= 0) forward_s += fwd, total_s += seconds_since(start);
+      if (it >= 0) forward_s += fwd, total_s += seconds_since(start), host_s += fwd_host + bwd_host;
     }
 #if DSSM_WITH_CUDA
     if (c.device.is_cuda()) {
@@ -162,9 +171,10 @@ int main(int argc, char** argv) {
 #endif
     forward_s /= static_cast<double>(c.iters);
     total_s /= static_cast<double>(c.iters);
-    fmt::print("{:>6} {:>10.3f} {:>10.3f} {:>10.3f} {:>9.1f}% {:>12.3f} {:>10.1f}  {}\n", chunk,
-               forward_s * 1e3, total_s * 1e3, floor_s * 1e3, 100 * floor_s / total_s,
-               total_flops / total_s / 1e12, bytes / total_s / 1e9, extra);
+    host_s /= static_cast<double>(c.iters);
+    fmt::print("{:>6} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>9.1f}% {:>12.3f} {:>10.1f}  {}\n",
+               chunk, forward_s * 1e3, total_s * 1e3, host_s * 1e3, floor_s * 1e3,
+               100 * floor_s / total_s, total_flops / total_s / 1e12, bytes / total_s / 1e9, extra);
   }
   return 0;
 }

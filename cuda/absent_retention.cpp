@@ -16,6 +16,15 @@ void retention_decay_mask(const Tensor&, const std::vector<double>&, bool) {
 void retention_chunk_scan(const Tensor&, const Tensor&, const std::vector<double>&, bool) {
   absent("retention_chunk_scan");
 }
+void retention_chunk_mask(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t) {
+  absent("retention_chunk_mask");
+}
+void retention_scale_rows(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t) {
+  absent("retention_scale_rows");
+}
+void retention_gemm(const Tensor&, const Tensor&, const Tensor&, bool) {
+  absent("retention_gemm");
+}
 void retention_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                     const Tensor&, const std::vector<double>&, const std::vector<double>&) {
   absent("retention_step");

@@ -20,6 +20,23 @@ void retention_decay_mask(const Tensor& mask, const std::vector<double>& gammas,
 void retention_chunk_scan(const Tensor& out, const Tensor& in, const std::vector<double>& decay,
                           bool reverse);
 
+// The chunkwise form's intra-chunk decay mask M_j, applied in place to the scores
+// [batch * heads * chunks, C, C]: row i of chunk j of head h is multiplied by
+// row_scale[h, j C + i] * powers[h, i - i'] at column i' <= i and zeroed above the diagonal.
+// row_scale [heads, chunks * C] and powers [heads, C] are in the compute dtype (f32; f64 for f64).
+void retention_chunk_mask(const Tensor& scores, const Tensor& row_scale, const Tensor& powers,
+                          int64_t heads, int64_t chunks);
+
+// Per-row decays: out[b, h, n, :] = add[b, h, n, :] + x[b, h, n, :] * table[h, n % period], for
+// x [batch, heads, rows, d]; `add` may be undefined (then 0) and out may be x or add. table
+// [heads, period] in the compute dtype (f32; f64 for f64).
+void retention_scale_rows(const Tensor& out, const Tensor& x, const Tensor& add,
+                          const Tensor& table, int64_t period);
+
+// out[i] = a[i] @ b[i] (+ out[i] when `accumulate`) on cuBLASLt, f32 accumulation, bf16 or f32
+// only: a [B, M, K] and b [B, K, N] row- or column-major views, out [B, M, N] contiguous.
+void retention_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate);
+
 // One recurrent step: new_state = gamma_h state + k^T v; out = scale_h * q new_state.
 // q, k [batch, heads, dk], v, out [batch, heads, dv], state, new_state [batch, heads, dk, dv].
 void retention_step(const Tensor& out, const Tensor& new_state, const Tensor& q, const Tensor& k,

@@ -1,10 +1,24 @@
-// CUDA kernels of retention (ops/retention_*.cpp): the decay mask of the parallel form, the
-// decayed scan over chunk states of the chunkwise form, and the fused recurrent step. The GEMMs
-// around them are cuda::matmul's. Decays are computed in float64 as exp(p log gamma).
+// CUDA kernels of retention (ops/retention_*.cpp): the decay mask of the parallel form; for the
+// chunkwise form the in-place intra-chunk mask, the per-row decays, the decayed scan over chunk
+// states and a batched GEMM that can accumulate into its output; the fused recurrent step. Decays
+// are computed in float64 as exp(p log gamma) (here or in the host's tables).
+//
+// The elementwise kernels move 16 bytes per load and store (8 bf16, 4 f32, 2 f64) when the rows
+// allow it, and index in 32 bits when the tensor is small enough (64-bit division is slow).
+#include <cublasLt.h>
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 
 #include "cuda/backend.hpp"
+#include "cuda/blas.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kernels_retention.hpp"
 
@@ -25,9 +39,10 @@ PerHead per_head(const std::vector<double>& values, const char* op) {
   return p;
 }
 
+// Checks on the hot path build their messages only on failure (describe() formats strings).
 void check_dense(const char* op, const Tensor& t) {
-  check(t.is_contiguous(), op, "CUDA kernel expects contiguous tensors, got a view {}",
-        describe(t));
+  if (!t.is_contiguous())
+    fail(op, "CUDA kernel expects contiguous tensors, got a view {}", describe(t));
 }
 
 // mask[h, n, m] = r_n gamma_h^(n-m) for m <= n, else 0 (r_n = 1 without normalisation).
@@ -52,24 +67,145 @@ __global__ void decay_mask_kernel(T* mask, int64_t length, int64_t total, PerHea
   }
 }
 
-// Exclusive decayed scan over chunks, one thread per (batch*head, element of the state):
-// out[j] = sum over earlier chunks (later ones when reverse) of decay^(distance - 1) in[j'].
+// kVec consecutive elements moved as one aligned load or store.
+template <typename T, int kVec>
+struct alignas(sizeof(T) * kVec) Pack {
+  T v[kVec];
+};
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// The compute type of a kernel element type (float for bf16).
 template <typename T>
-__global__ void chunk_scan_kernel(T* out, const T* in, int64_t heads, int64_t chunks, int64_t inner,
-                                  int64_t total, PerHead decay, bool reverse) {
-  using Acc = decltype(to_compute(in[0]));
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t bh = i / inner, e = i % inner;
+struct acc_type {
+  using type = T;
+};
+template <>
+struct acc_type<__nv_bfloat16> {
+  using type = float;
+};
+template <typename T>
+using acc_t = typename acc_type<T>::type;
+
+// Grid-stride loop over [0, n) in Index arithmetic.
+#define DSSM_GRID_LOOP(Index, i, n)                                                \
+  for (Index i = static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + \
+                 static_cast<Index>(threadIdx.x);                                  \
+       i < (n); i += static_cast<Index>(gridDim.x) * static_cast<Index>(blockDim.x))
+
+// Exclusive decayed scan over chunks, one thread per (batch*head, kVec elements of the state):
+// out[j] = sum over earlier chunks (later ones when reverse) of decay^(distance - 1) in[j'].
+// Consecutive threads move consecutive 16-byte packs of one chunk's state.
+template <typename T, int kVec, typename Index>
+__global__ void chunk_scan_kernel(T* __restrict__ out, const T* __restrict__ in, Index heads,
+                                  Index chunks, Index inner_packs, Index total, PerHead decay,
+                                  bool reverse) {
+  using Acc = acc_t<T>;
+  using P = Pack<T, kVec>;
+  const P* src = reinterpret_cast<const P*>(in);
+  P* dst = reinterpret_cast<P*>(out);
+  DSSM_GRID_LOOP(Index, i, total) {
+    const Index bh = i / inner_packs, e = i % inner_packs;
     const Acc a = static_cast<Acc>(decay.value[bh % heads]);
-    const int64_t base = bh * chunks * inner + e;
-    Acc acc = 0;
-    for (int64_t step = 0; step < chunks; ++step) {
-      const int64_t at = base + (reverse ? chunks - 1 - step : step) * inner;
-      const Acc u = to_compute(in[at]);
-      out[at] = from_compute<T>(acc);
-      acc = a * acc + u;
+    const Index base = bh * chunks * inner_packs + e;
+    Acc acc[kVec];
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) acc[v] = Acc(0);
+#pragma unroll 4
+    for (Index step = 0; step < chunks; ++step) {
+      const Index at = base + (reverse ? chunks - 1 - step : step) * inner_packs;
+      const P u = src[at];
+      P p;
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) {
+        p.v[v] = from_compute<T>(acc[v]);
+        acc[v] = a * acc[v] + to_compute(u.v[v]);
+      }
+      dst[at] = p;
     }
+  }
+}
+
+// In place on scores [batch*heads*chunks, C, C]: row i of chunk j of head h times
+// row_scale[h, j C + i] * powers[h, i - i'] for i' <= i, zero above the diagonal. Packs wholly
+// above the diagonal are written without being read.
+template <typename T, int kVec, typename Index>
+__global__ void chunk_mask_kernel(T* scores, const acc_t<T>* __restrict__ row_scale,
+                                  const acc_t<T>* __restrict__ powers, Index heads, Index chunks,
+                                  Index C, Index total) {
+  using Acc = acc_t<T>;
+  using P = Pack<T, kVec>;
+  P* data = reinterpret_cast<P*>(scores);
+  const Index packs_per_row = C / kVec;
+  DSSM_GRID_LOOP(Index, p, total) {
+    const Index row = p / packs_per_row, first = (p % packs_per_row) * kVec;
+    const Index i = row % C, chunk_row = row / C;
+    P x;
+    if (first > i) {
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) x.v[v] = from_compute<T>(Acc(0));
+    } else {
+      const Index j = chunk_row % chunks, h = chunk_row / chunks % heads;
+      const Acc r = row_scale[(h * chunks + j) * C + i];
+      const Acc* power = powers + h * C;
+      x = data[p];
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) {
+        const Index col = first + v;
+        x.v[v] = from_compute<T>(col <= i ? to_compute(x.v[v]) * r * power[i - col] : Acc(0));
+      }
+    }
+    data[p] = x;
+  }
+}
+
+// out[b, h, n, :] = add[b, h, n, :] + x[b, h, n, :] * table[h, n % period] over rows of d
+// elements (add optional; out may be add or x).
+template <typename T, int kVec, typename Index>
+__global__ void scale_rows_kernel(T* out, const T* x, const T* add,
+                                  const acc_t<T>* __restrict__ table, Index heads,
+                                  Index rows_per_head, Index period, Index packs_per_row,
+                                  Index total) {
+  using Acc = acc_t<T>;
+  using P = Pack<T, kVec>;
+  DSSM_GRID_LOOP(Index, p, total) {
+    const Index row = p / packs_per_row;
+    const Index n = row % rows_per_head, h = row / rows_per_head % heads;
+    const Acc s = table[h * period + n % period];
+    const P xv = reinterpret_cast<const P*>(x)[p];
+    P result;
+    if (add != nullptr) {
+      const P av = reinterpret_cast<const P*>(add)[p];
+#pragma unroll
+      for (int v = 0; v < kVec; ++v)
+        result.v[v] = from_compute<T>(to_compute(av.v[v]) + to_compute(xv.v[v]) * s);
+    } else {
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) result.v[v] = from_compute<T>(to_compute(xv.v[v]) * s);
+    }
+    reinterpret_cast<P*>(out)[p] = result;
+  }
+}
+
+// Launches kernel<T, kVec, Index> with kVec = 16 bytes when `vectorise` (else 1) and 32-bit
+// indices when the element count allows: body(kernel_tag) gets the chosen constants.
+template <typename T, typename Body>
+void launch_packed(bool vectorise, int64_t elements, Body&& body) {
+  constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+  const bool small = elements < (int64_t{1} << 30);
+  auto go = [&]<int kVec>() {
+    if (small) {
+      body.template operator()<kVec, int32_t>();
+    } else {
+      body.template operator()<kVec, int64_t>();
+    }
+  };
+  if (vectorise) {
+    go.template operator()<kWide>();
+  } else {
+    go.template operator()<1>();
   }
 }
 
@@ -94,6 +230,118 @@ __global__ void step_kernel(T* out, T* new_state, const T* q, const T* k, const 
     }
     out[i] = from_compute<T>(static_cast<Acc>(scale.value[bh % heads]) * acc);
   }
+}
+
+// The batched GEMM of the chunkwise form: cuBLASLt as in cuda/blas.cu (whose file comment explains
+// the swapped column-major product), plus beta = 1 so that a second product accumulates into the
+// first one's output without a separate add.
+void check_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  throw Error(fmt::format("{}: failed at {}:{}: {} ({})", call, file, line,
+                          cublasGetStatusName(status), cublasGetStatusString(status)));
+}
+#define DSSM_CUBLAS_CHECK(call) check_cublas((call), #call, __FILE__, __LINE__)
+
+constexpr int kMaxDevices = 16;
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+struct DeviceLt {
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+};
+
+DeviceLt& device_lt() {
+  static std::array<DeviceLt, kMaxDevices> per_device;
+  static std::array<std::once_flag, kMaxDevices> created;
+  int device = 0;
+  DSSM_CUDA_CHECK(cudaGetDevice(&device));
+  check(device < kMaxDevices, "retention_gemm", "device index {} beyond the supported {}", device,
+        kMaxDevices);
+  DeviceLt& h = per_device[device];
+  std::call_once(created[device], [&] {
+    DSSM_CUBLAS_CHECK(cublasLtCreate(&h.lt));
+    DSSM_CUDA_CHECK(cudaMalloc(&h.workspace, kWorkspaceBytes));
+  });
+  return h;
+}
+
+struct Operand {
+  const void* data;
+  cublasOperation_t op;
+  int64_t rows, cols, ld, batch_stride;
+};
+
+// The [B, R, C] tensor x as the operand x^T of the swapped product.
+Operand transposed_operand(const Tensor& x, const char* name) {
+  const int64_t R = x.size(1), C = x.size(2), rs = x.strides()[1], cs = x.strides()[2];
+  const int64_t batch_stride = x.size(0) == 1 ? 0 : x.strides()[0];
+  if ((cs == 1 || C == 1) && rs >= std::max<int64_t>(C, 1)) {
+    return {x.raw_data(), CUBLAS_OP_N, C, R, rs, batch_stride};
+  }
+  if ((rs == 1 || R == 1) && cs >= std::max<int64_t>(R, 1)) {
+    return {x.raw_data(), CUBLAS_OP_T, R, C, cs, batch_stride};
+  }
+  fail("retention_gemm", "operand {} {} with strides {} is neither row- nor column-major", name,
+       describe(x), shape_str(x.strides()));
+}
+
+uint32_t alignment_of(const void* p) {
+  uint32_t alignment = 256;
+  while (alignment > 1 && reinterpret_cast<uintptr_t>(p) % alignment != 0) alignment /= 2;
+  return alignment;
+}
+
+using GemmKey = std::tuple<int, int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+
+struct LtPlan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algorithm{};
+  LtPlan() = default;
+  LtPlan(const LtPlan&) = delete;
+  LtPlan& operator=(const LtPlan&) = delete;
+  ~LtPlan() {
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+void set_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows, int64_t cols,
+                int64_t ld, int32_t batch, int64_t batch_stride) {
+  DSSM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(layout, type, rows, cols, ld));
+  DSSM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                     &batch, sizeof batch));
+  DSSM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+      *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride, sizeof batch_stride));
+}
+
+cublasLtMatmulAlgo_t choose_algorithm(cublasLtHandle_t lt, const LtPlan& plan,
+                                      const uint32_t (&alignments)[3], const char* what) {
+  cublasLtMatmulPreference_t preference = nullptr;
+  DSSM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  const size_t workspace = kWorkspaceBytes;
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
+      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+  const cublasLtMatmulPreferenceAttributes_t attributes[] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4 && status == CUBLAS_STATUS_SUCCESS; ++i) {
+    const uint32_t value = alignments[std::min(i, 2)];
+    status = cublasLtMatmulPreferenceSetAttribute(preference, attributes[i], &value, sizeof value);
+  }
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int returned = 0;
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    status = cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.a, plan.b, plan.c, plan.c, preference,
+                                            1, &heuristic, &returned);
+  }
+  cublasLtMatmulPreferenceDestroy(preference);
+  DSSM_CUBLAS_CHECK(status);
+  check(returned > 0, "retention_gemm", "cuBLASLt has no algorithm for {}", what);
+  return heuristic.algo;
 }
 
 }  // namespace
@@ -121,16 +369,153 @@ void retention_chunk_scan(const Tensor& out, const Tensor& in, const std::vector
   require_device(in.device().index);
   const int64_t heads = in.size(1), chunks = in.size(2),
                 inner = in.numel() / std::max<int64_t>(in.size(0) * heads * chunks, 1);
-  const int64_t total = in.size(0) * heads * inner;
-  if (total == 0 || chunks == 0) return;
+  if (in.numel() == 0 || chunks == 0) return;
   const PerHead per_head_decay = per_head(decay, "retention_chunk_scan");
-  dispatch_floating(in.dtype(), "retention_chunk_scan", [&]<typename T>() {
-    const LaunchConfig launch = elementwise_launch(total);
-    chunk_scan_kernel<<<launch.blocks, launch.threads, 0, current_stream()>>>(
-        device_data<T>(out), device_data<T>(in), heads, chunks, inner, total, per_head_decay,
-        reverse);
+  dispatch_floating(in.dtype(), "retention_chunk_scan", [&]<typename S>() {
+    using T = device_t<S>;
+    constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+    const bool vectorise =
+        inner % kWide == 0 && aligned16(out.raw_data()) && aligned16(in.raw_data());
+    launch_packed<T>(vectorise, in.numel(), [&]<int kVec, typename Index>() {
+      const int64_t total = in.size(0) * heads * (inner / kVec);
+      const LaunchConfig launch = elementwise_launch(total);
+      chunk_scan_kernel<T, kVec, Index><<<launch.blocks, launch.threads, 0, current_stream()>>>(
+          device_data<S>(out), device_data<S>(in), static_cast<Index>(heads),
+          static_cast<Index>(chunks), static_cast<Index>(inner / kVec), static_cast<Index>(total),
+          per_head_decay, reverse);
+    });
     DSSM_CUDA_CHECK_LAUNCH("retention_chunk_scan");
   });
+}
+
+void retention_chunk_mask(const Tensor& scores, const Tensor& row_scale, const Tensor& powers,
+                          int64_t heads, int64_t chunks) {
+  check_dense("retention_chunk_mask", scores), check_dense("retention_chunk_mask", row_scale),
+      check_dense("retention_chunk_mask", powers);
+  require_device(scores.device().index);
+  const int64_t C = scores.size(-1);
+  if (!(scores.size(-2) == C && row_scale.numel() == heads * chunks * C &&
+        powers.numel() == heads * C &&
+        row_scale.dtype() == (scores.dtype() == DType::f64 ? DType::f64 : DType::f32) &&
+        powers.dtype() == row_scale.dtype()))
+    fail("retention_chunk_mask",
+         "expected scores [..., C, C] and tables of [{}, {}] and [{}, {}] "
+         "in the compute dtype, got {}, {}, {}",
+         heads, chunks * C, heads, C, describe(scores), describe(row_scale), describe(powers));
+  if (scores.numel() == 0) return;
+  dispatch_floating(scores.dtype(), "retention_chunk_mask", [&]<typename S>() {
+    using T = device_t<S>;
+    using Acc = acc_t<T>;
+    constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+    const bool vectorise = C % kWide == 0 && aligned16(scores.raw_data());
+    launch_packed<T>(vectorise, scores.numel(), [&]<int kVec, typename Index>() {
+      const int64_t total = scores.numel() / kVec;
+      const LaunchConfig launch = elementwise_launch(total);
+      chunk_mask_kernel<T, kVec, Index><<<launch.blocks, launch.threads, 0, current_stream()>>>(
+          device_data<S>(scores), static_cast<const Acc*>(row_scale.raw_data()),
+          static_cast<const Acc*>(powers.raw_data()), static_cast<Index>(heads),
+          static_cast<Index>(chunks), static_cast<Index>(C), static_cast<Index>(total));
+    });
+    DSSM_CUDA_CHECK_LAUNCH("retention_chunk_mask");
+  });
+}
+
+void retention_scale_rows(const Tensor& out, const Tensor& x, const Tensor& add,
+                          const Tensor& table, int64_t period) {
+  check_dense("retention_scale_rows", out), check_dense("retention_scale_rows", x),
+      check_dense("retention_scale_rows", table);
+  if (add.defined()) check_dense("retention_scale_rows", add);
+  require_device(x.device().index);
+  if (!(x.dim() == 4 && out.shape() == x.shape() && (!add.defined() || add.shape() == x.shape()) &&
+        table.numel() == x.size(1) * period &&
+        table.dtype() == (x.dtype() == DType::f64 ? DType::f64 : DType::f32)))
+    fail("retention_scale_rows",
+         "expected x, out (and add) [batch, heads, rows, d] and a table [heads, {}] in the compute "
+         "dtype, got {}, {}, {}",
+         period, describe(x), describe(out), describe(table));
+  if (x.numel() == 0) return;
+  const int64_t heads = x.size(1), rows = x.size(2), d = x.size(3);
+  dispatch_floating(x.dtype(), "retention_scale_rows", [&]<typename S>() {
+    using T = device_t<S>;
+    using Acc = acc_t<T>;
+    constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+    const bool vectorise = d % kWide == 0 && aligned16(out.raw_data()) && aligned16(x.raw_data()) &&
+                           (!add.defined() || aligned16(add.raw_data()));
+    launch_packed<T>(vectorise, x.numel(), [&]<int kVec, typename Index>() {
+      const int64_t total = x.numel() / kVec;
+      const LaunchConfig launch = elementwise_launch(total);
+      scale_rows_kernel<T, kVec, Index><<<launch.blocks, launch.threads, 0, current_stream()>>>(
+          device_data<S>(out), device_data<S>(x), add.defined() ? device_data<S>(add) : nullptr,
+          static_cast<const Acc*>(table.raw_data()), static_cast<Index>(heads),
+          static_cast<Index>(rows), static_cast<Index>(period), static_cast<Index>(d / kVec),
+          static_cast<Index>(total));
+    });
+    DSSM_CUDA_CHECK_LAUNCH("retention_scale_rows");
+  });
+}
+
+void retention_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  if (!(a.dim() == 3 && b.dim() == 3 && out.dim() == 3))
+    fail("retention_gemm", "expected [B, M, K] @ [B, K, N] -> [B, M, N], got {} @ {} -> {}",
+         describe(a), describe(b), describe(out));
+  const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
+  if (!(a.size(0) == B && b.size(0) == B && a.size(1) == M && b.size(1) == K && b.size(2) == N))
+    fail("retention_gemm", "shapes do not chain: {} @ {} -> {}", describe(a), describe(b),
+         describe(out));
+  if (!(a.dtype() == out.dtype() && b.dtype() == out.dtype() &&
+        (out.dtype() == DType::bf16 || out.dtype() == DType::f32)))
+    fail("retention_gemm", "expected bf16 or f32 operands of one dtype, got {} @ {} -> {}",
+         describe(a), describe(b), describe(out));
+  check_dense("retention_gemm", out);
+  if (!(B <= std::numeric_limits<int32_t>::max())) fail("retention_gemm", "batch {} too large", B);
+  if (out.numel() == 0) return;
+  require_device(out.device().index);
+  if (K == 0) {
+    if (!accumulate)
+      DSSM_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), current_stream()));
+    return;
+  }
+  const int32_t batch = static_cast<int32_t>(B);
+  const Operand first = transposed_operand(b, "b"), second = transposed_operand(a, "a");
+  const int64_t m = N, n = M, k = K;  // out^T (N x M) = b^T a^T
+  const bool bf16 = out.dtype() == DType::bf16;
+  const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute =
+      !bf16 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  DeviceLt& h = device_lt();
+  const uint32_t alignments[3] = {alignment_of(first.data), alignment_of(second.data),
+                                  alignment_of(out.raw_data())};
+  int device = 0;
+  DSSM_CUDA_CHECK(cudaGetDevice(&device));
+  const GemmKey key =
+      std::make_tuple(device, static_cast<int>(compute) * 2 + bf16, first.op, second.op, m, n, k,
+                      first.ld, second.ld, first.batch_stride, second.batch_stride, batch,
+                      alignments[0], alignments[1], alignments[2]);
+  static std::mutex mutex;
+  static auto* plans = new std::map<GemmKey, std::unique_ptr<LtPlan>>();  // never destroyed
+  std::unique_lock lock(mutex);
+  std::unique_ptr<LtPlan>& slot = (*plans)[key];
+  if (!slot) {
+    auto plan = std::make_unique<LtPlan>();
+    DSSM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, compute, CUDA_R_32F));
+    DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                     &first.op, sizeof first.op));
+    DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                     &second.op, sizeof second.op));
+    set_layout(&plan->a, type, first.rows, first.cols, first.ld, batch, first.batch_stride);
+    set_layout(&plan->b, type, second.rows, second.cols, second.ld, batch, second.batch_stride);
+    set_layout(&plan->c, type, m, n, m, batch, m * n);
+    const std::string what =
+        fmt::format("{} {}x{}x{} (batch {})", dtype_name(out.dtype()), m, n, k, batch);
+    plan->algorithm = choose_algorithm(h.lt, *plan, alignments, what.c_str());
+    slot = std::move(plan);
+  }
+  const LtPlan& plan = *slot;
+  lock.unlock();
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  DSSM_CUBLAS_CHECK(cublasLtMatmul(
+      h.lt, plan.op, &alpha, first.data, plan.a, second.data, plan.b, &beta, out.raw_data(), plan.c,
+      out.raw_data(), plan.c, &plan.algorithm, h.workspace, kWorkspaceBytes, current_stream()));
 }
 
 void retention_step(const Tensor& out, const Tensor& new_state, const Tensor& q, const Tensor& k,

@@ -13,8 +13,11 @@
 //   dQ_j = dA_j K_j + Λ_j G_j P_j^T
 //   dK_j = dA_j^T Q_j + Γ V_j R_j^T
 //   dV_j = (Q_j K_j^T ⊙ M_j)^T G_j + (Γ K_j) R_j
-// Every product is one batched GEMM over (batch, head, chunk). Only q, k, v are saved; the
-// scores and states are recomputed in backward.
+// Every product is one batched GEMM over (batch, head, chunk); on CUDA the second product of
+// O_j and dV_j accumulates into the first one's output inside the GEMM, the masks and decays are
+// kernels of their own that read small per-head tables (no broadcast tensors), and the sums of
+// dQ_j and dK_j are fused with their row decay. Only q, k, v are saved; the scores and states are
+// recomputed in backward.
 #include <algorithm>
 #include <mutex>
 #include <utility>
@@ -37,11 +40,15 @@ struct Chunking {
   int64_t padded() const { return chunk * chunks; }
 };
 
-// The per-head constants of the chunked form, in the op's dtype and on its device.
+// The per-head constants of the chunked form, on the op's device. The CPU composes elementwise
+// products with broadcast tensors in the op's dtype; CUDA applies them with dedicated kernels
+// (cuda/kernels_retention.hpp) from small per-head tables in the compute dtype (f32, or f64).
 struct ChunkConstants {
-  Tensor intra_mask;                // M_j, [heads, chunks, C, C]
-  Tensor query_decay;               // Λ_j, [heads, chunks, C, 1]
-  Tensor key_decay;                 // Γ, [heads, 1, C, 1]
+  Tensor intra_mask;                // M_j: CPU [heads, chunks, C, C]; undefined on CUDA
+  Tensor query_decay;               // Λ_j: CPU [heads, chunks, C, 1]; CUDA [heads, chunks * C]
+  Tensor key_decay;                 // Γ: CPU [heads, 1, C, 1]; CUDA [heads, C]
+  Tensor row_scale;                 // CUDA only: r_n, [heads, chunks * C]
+  Tensor powers;                    // CUDA only: gamma^i, [heads, C]
   std::vector<double> chunk_decay;  // gamma^C per head
 };
 
@@ -49,7 +56,24 @@ ChunkConstants chunk_constants(const RetentionDecay& decay, const Chunking& c, b
                                DType dtype, Device device) {
   const int64_t H = c.heads, J = c.chunks, C = c.chunk;
   auto row_scale = [&](int64_t h, int64_t n) { return normalize ? decay.row_scale(h, n) : 1.0; };
+  auto query_decay = [&](int64_t h, int64_t n) {
+    return row_scale(h, n) * decay.power(h, static_cast<double>(n % C + 1));
+  };
+  auto key_decay = [&](int64_t h, int64_t i) {
+    return decay.power(h, static_cast<double>(C - 1 - i));
+  };
   ChunkConstants k;
+  for (int64_t h = 0; h < H; ++h) k.chunk_decay.push_back(decay.power(h, static_cast<double>(C)));
+  if (device.is_cuda()) {
+    const DType table = dtype == DType::f64 ? DType::f64 : DType::f32;
+    k.query_decay = per_head_table(H, J * C, query_decay, table, device);
+    k.key_decay = per_head_table(H, C, key_decay, table, device);
+    k.row_scale = per_head_table(H, J * C, row_scale, table, device);
+    k.powers = per_head_table(
+        H, C, [&](int64_t h, int64_t i) { return decay.power(h, static_cast<double>(i)); }, table,
+        device);
+    return k;
+  }
   k.intra_mask = per_head_table(
                      H, J * C * C,
                      [&](int64_t h, int64_t at) {
@@ -60,20 +84,8 @@ ChunkConstants chunk_constants(const RetentionDecay& decay, const Chunking& c, b
                      },
                      dtype, device)
                      .reshape({H, J, C, C});
-  k.query_decay = per_head_table(
-                      H, J * C,
-                      [&](int64_t h, int64_t n) {
-                        return row_scale(h, n) * decay.power(h, static_cast<double>(n % C + 1));
-                      },
-                      dtype, device)
-                      .reshape({H, J, C, 1});
-  k.key_decay =
-      per_head_table(
-          H, C,
-          [&](int64_t h, int64_t i) { return decay.power(h, static_cast<double>(C - 1 - i)); },
-          dtype, device)
-          .reshape({H, 1, C, 1});
-  for (int64_t h = 0; h < H; ++h) k.chunk_decay.push_back(decay.power(h, static_cast<double>(C)));
+  k.query_decay = per_head_table(H, J * C, query_decay, dtype, device).reshape({H, J, C, 1});
+  k.key_decay = per_head_table(H, C, key_decay, dtype, device).reshape({H, 1, C, 1});
   return k;
 }
 
@@ -155,6 +167,63 @@ Tensor chunk_scan(const Tensor& in, const std::vector<double>& decay, bool rever
   return out;
 }
 
+// scores [B, H, chunks, C, C] ⊙ M_j (on CUDA in place: scores is a fresh GEMM output).
+Tensor masked(const Tensor& scores, const ChunkConstants& k, const Chunking& c) {
+  if (!scores.is_cuda()) return scores * k.intra_mask;
+  cuda::retention_chunk_mask(scores, k.row_scale, k.powers, c.heads, c.chunks);
+  return scores;
+}
+
+// add + x5 with the rows of each chunk scaled by a per-row decay (`cpu_factor` on the CPU, the
+// table of `period` rows per head on CUDA); add may be undefined. x5 [B, H, chunks, C, d] is
+// contiguous on CUDA, and add (a fresh GEMM output) receives the result there.
+Tensor scale_rows(const Tensor& x5, const Tensor& factor, int64_t period, const Tensor& add,
+                  const Chunking& c) {
+  if (!x5.is_cuda()) {
+    const Tensor scaled = x5 * factor;
+    return add.defined() ? add + scaled : scaled;
+  }
+  const Shape rows{c.batch, c.heads, c.padded(), x5.size(4)};
+  const Tensor out = add.defined() ? add : Tensor::empty(x5.shape(), x5.dtype(), x5.device());
+  cuda::retention_scale_rows(out.view(rows), x5.view(rows),
+                             add.defined() ? add.view(rows) : Tensor(), factor, period);
+  return out;
+}
+Tensor query_decayed(const Tensor& x5, const ChunkConstants& k, const Chunking& c,
+                     const Tensor& add = {}) {
+  return scale_rows(x5, k.query_decay, c.padded(), add, c);
+}
+Tensor key_decayed(const Tensor& x5, const ChunkConstants& k, const Chunking& c,
+                   const Tensor& add = {}) {
+  return scale_rows(x5, k.key_decay, c.chunk, add, c);
+}
+
+// Whether the GEMMs go straight to cuda::retention_gemm (cuBLASLt, bf16 and f32): no autograd,
+// no copies, no host-side message formatting per call; otherwise matmul.
+bool direct_gemm(const Tensor& x) {
+  return x.is_cuda() && x.dtype() != DType::f64;
+}
+
+// a @ b, batched over the leading dims (a, b row- or column-major views).
+Tensor gemm(const Tensor& a, const Tensor& b) {
+  if (!direct_gemm(a)) return matmul(a, b);
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape shape = a.shape();
+  shape.back() = N;
+  const Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  cuda::retention_gemm(out.view({-1, M, N}), a.reshape({-1, M, K}), b.reshape({-1, K, N}), false);
+  return out;
+}
+
+// acc + a @ b. On CUDA (bf16, f32) the product accumulates into acc's storage inside the GEMM
+// (acc is a fresh, contiguous GEMM output).
+Tensor gemm_accumulate(const Tensor& acc, const Tensor& a, const Tensor& b) {
+  if (!direct_gemm(acc) || !acc.is_contiguous()) return acc + matmul(a, b);
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  cuda::retention_gemm(acc.view({-1, M, N}), a.reshape({-1, M, K}), b.reshape({-1, K, N}), true);
+  return acc;
+}
+
 // What forward computes and backward recomputes: the masked intra-chunk scores Q K^T ⊙ M, the
 // decayed keys Γ K and the states P before each chunk.
 struct ChunkStates {
@@ -164,11 +233,11 @@ struct ChunkStates {
 };
 
 ChunkStates chunk_states(const Tensor& q5, const Tensor& k5, const Tensor& v5,
-                         const ChunkConstants& k) {
+                         const ChunkConstants& k, const Chunking& c) {
   ChunkStates s;
-  s.scores = matmul(q5, transposed(k5)) * k.intra_mask;
-  s.decayed_keys = k5 * k.key_decay;
-  s.states = chunk_scan(matmul(transposed(s.decayed_keys), v5), k.chunk_decay, false);
+  s.scores = masked(gemm(q5, transposed(k5)), k, c);
+  s.decayed_keys = key_decayed(k5, k, c);
+  s.states = chunk_scan(gemm(transposed(s.decayed_keys), v5), k.chunk_decay, false);
   return s;
 }
 
@@ -183,23 +252,24 @@ std::vector<Tensor> chunkwise_backward(const SavedForBackward& saved, const Back
   const ChunkConstants& k = saved.constants;
   const Tensor q5 = to_chunks(saved.q, c), k5 = to_chunks(saved.k, c), v5 = to_chunks(saved.v, c);
   const Tensor g5 = to_chunks(args.grad(), c);
-  const ChunkStates s = chunk_states(q5, k5, v5, k);
-  const Tensor decayed_queries = q5 * k.query_decay;
-  const Tensor future = chunk_scan(matmul(transposed(decayed_queries), g5), k.chunk_decay, true);
+  const ChunkStates s = chunk_states(q5, k5, v5, k, c);
+  const Tensor decayed_queries = query_decayed(q5, k, c);
+  const Tensor future = chunk_scan(gemm(transposed(decayed_queries), g5), k.chunk_decay, true);
   std::vector<Tensor> grads(3);
   if (args.needs(0) || args.needs(1)) {
-    const Tensor score_grad = matmul(g5, transposed(v5)) * k.intra_mask;
-    if (args.needs(0)) {
+    const Tensor score_grad = masked(gemm(g5, transposed(v5)), k, c);
+    if (args.needs(0)) {  // dA K + Λ (G P^T)
       grads[0] =
-          from_chunks(matmul(score_grad, k5) + matmul(g5, transposed(s.states)) * k.query_decay, c);
+          from_chunks(query_decayed(gemm(g5, transposed(s.states)), k, c, gemm(score_grad, k5)), c);
     }
-    if (args.needs(1)) {
+    if (args.needs(1)) {  // dA^T Q + Γ (V R^T)
       grads[1] = from_chunks(
-          matmul(transposed(score_grad), q5) + matmul(v5, transposed(future)) * k.key_decay, c);
+          key_decayed(gemm(v5, transposed(future)), k, c, gemm(transposed(score_grad), q5)), c);
     }
   }
-  if (args.needs(2)) {
-    grads[2] = from_chunks(matmul(transposed(s.scores), g5) + matmul(s.decayed_keys, future), c);
+  if (args.needs(2)) {  // (Q K^T ⊙ M)^T G + (Γ K) R
+    grads[2] =
+        from_chunks(gemm_accumulate(gemm(transposed(s.scores), g5), s.decayed_keys, future), c);
   }
   return grads;
 }
@@ -225,8 +295,8 @@ Tensor retention_chunkwise(const Tensor& q, const Tensor& k, const Tensor& v, in
     NoGradGuard no_grad;
     const ChunkConstants& ck = saved.constants;
     const Tensor q5 = to_chunks(saved.q, c), k5 = to_chunks(saved.k, c), v5 = to_chunks(saved.v, c);
-    const ChunkStates s = chunk_states(q5, k5, v5, ck);
-    out = from_chunks(matmul(s.scores, v5) + matmul(q5 * ck.query_decay, s.states), c);
+    const ChunkStates s = chunk_states(q5, k5, v5, ck, c);
+    out = from_chunks(gemm_accumulate(gemm(s.scores, v5), query_decayed(q5, ck, c), s.states), c);
   }
   record(kOp, {q, k, v}, {out}, [saved = std::move(saved)](const BackwardArgs& args) {
     return chunkwise_backward(saved, args);

@@ -113,6 +113,48 @@ TEST_CASE("chunkwise retention on CUDA with a ragged last chunk and 4 heads", "[
   }
 }
 
+// Chunk, dk and dv that are not multiples of a 16-byte pack take the kernels' one-element paths,
+// and float64 takes the GEMM fallback (no cuBLASLt accumulation): both against the parallel form.
+TEST_CASE("chunkwise retention on CUDA at odd sizes and in float64", "[cuda][retention]") {
+  const Precision precisions[] = {{DType::f64, 1e-9}, {DType::f32, 1e-4}, {DType::bf16, 3e-2}};
+  for (const Precision& p : precisions) {
+    INFO(dtype_name(p.dtype));
+    Generator gen(26);
+    const std::vector<Tensor> in = retention_inputs(gen, p.dtype, 2, 3, 37, 6, 10);
+    for (int64_t chunk : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{64}}) {
+      INFO("chunk " << chunk);
+      compare_with_cpu(
+          in, p,
+          [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+            return retention_chunkwise(q, k, v, chunk);
+          },
+          [](const Tensor& q, const Tensor& k, const Tensor& v) {
+            return retention_parallel(q, k, v);
+          },
+          gen);
+    }
+  }
+}
+
+// The chunk sizes of bench/retention_bench.cpp, including 512 and 64 (many chunk states).
+TEST_CASE("chunkwise retention on CUDA at the benchmark's chunk sizes", "[cuda][retention]") {
+  Generator gen(27);
+  const Precision p{DType::bf16, 3e-2};
+  const std::vector<Tensor> in = retention_inputs(gen, p.dtype, 1, 2, 1024, 128, 256);
+  for (int64_t chunk : {int64_t{64}, int64_t{512}}) {
+    INFO("chunk " << chunk);
+    compare_with_cpu(
+        in, p,
+        [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+          return retention_chunkwise(q, k, v, chunk);
+        },
+        [](const Tensor& q, const Tensor& k, const Tensor& v) {
+          return retention_chunkwise(q, k, v, 100);
+        },
+        gen);
+  }
+}
+
 TEST_CASE("parallel retention on CUDA matches the CPU", "[cuda][retention]") {
   for (const Precision& p : kPrecisions) {
     INFO(dtype_name(p.dtype));
