@@ -3,9 +3,9 @@
 //
 // matmul: GFLOP/s of dssm::matmul / bmm against Eigen's GEMM on the same shapes and threads.
 // elementwise and softmax: GB/s (bytes read + written once) against memcpy of the same bytes.
-#include <Eigen/Core>
 #include <fmt/format.h>
 #include <omp.h>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <chrono>
@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "autograd/grad_mode.hpp"
+#include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
+#include "ops/norm.hpp"
 #include "ops/softmax.hpp"
 
 using namespace dssm;
@@ -29,7 +31,8 @@ double time_median(const std::function<void()>& fn, int reps) {
   for (int i = 0; i < reps; ++i) {
     const auto start = std::chrono::steady_clock::now();
     fn();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    times.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
@@ -54,20 +57,22 @@ void bench_matmul(const char* label, int64_t batch, int64_t m, int64_t k, int64_
 }
 
 void bench_bandwidth(const char* label, int64_t n, int reads, int writes,
-                     const std::function<void()>& fn, int reps) {
-  const double bytes = static_cast<double>(n) * 4 * (reads + writes);
+                     const std::function<void()>& fn, int reps, int element_bytes = 4) {
+  const double bytes = static_cast<double>(n) * element_bytes * (reads + writes);
   const double ours = time_median(fn, reps);
   // memcpy moves the same number of bytes (read + write) as the op does.
   const size_t copy_bytes = static_cast<size_t>(bytes / 2);
   std::vector<char> a(copy_bytes, 1), b(copy_bytes);
-  const double copy = time_median([&] {
-    const int64_t threads = omp_get_max_threads(), chunk = copy_bytes / threads;
+  const double copy = time_median(
+      [&] {
+        const int64_t threads = omp_get_max_threads(), chunk = copy_bytes / threads;
 #pragma omp parallel for
-    for (int64_t t = 0; t < threads; ++t) {
-      const size_t len = t == threads - 1 ? copy_bytes - t * chunk : chunk;
-      std::memcpy(b.data() + t * chunk, a.data() + t * chunk, len);
-    }
-  }, reps);
+        for (int64_t t = 0; t < threads; ++t) {
+          const size_t len = t == threads - 1 ? copy_bytes - t * chunk : chunk;
+          std::memcpy(b.data() + t * chunk, a.data() + t * chunk, len);
+        }
+      },
+      reps);
   fmt::print("{:<28} {:>10.2f} {:>10.2f} {:>8.2f}x\n", label, bytes / ours / 1e9,
              bytes / copy / 1e9, copy / ours);
 }
@@ -85,12 +90,42 @@ int main() {
   const int64_t n = int64_t{1} << 24;  // 64 MB of f32 per operand
   Generator gen(2);
   const Tensor x = Tensor::randn({n}, gen), y = Tensor::randn({n}, gen);
+  const Tensor positive = abs(x), x_bf16 = x.to(DType::bf16);
   const Tensor rows = Tensor::randn({n / 4096, 4096}, gen);
-  fmt::print("\n{:<28} {:>10} {:>10} {:>9}\n", "bandwidth (f32, 64 MB)", "ours GB/s",
-             "memcpy GB/s", "ratio");
-  bench_bandwidth("add", n, 2, 1, [&] { add(x, y); }, 10);
-  bench_bandwidth("mul_scalar", n, 1, 1, [&] { mul_scalar(x, 1.5); }, 10);
-  bench_bandwidth("silu", n, 1, 1, [&] { silu(x); }, 10);
-  bench_bandwidth("softmax (rows of 4096)", n, 1, 1, [&] { softmax(rows, -1); }, 10);
+  const Tensor weight = Tensor::ones({4096}), bias = Tensor::zeros({4096});
+  const Tensor targets = Tensor::zeros({n / 4096}, DType::i64);
+  fmt::print("\n{:<28} {:>10} {:>10} {:>9}\n", "bandwidth (f32, 64 MB)", "ours GB/s", "memcpy GB/s",
+             "ratio");
+  bench_bandwidth(
+      "add", n, 2, 1, [&] { add(x, y); }, 10);
+  bench_bandwidth(
+      "mul_scalar", n, 1, 1, [&] { mul_scalar(x, 1.5); }, 10);
+  bench_bandwidth(
+      "exp", n, 1, 1, [&] { exp(x); }, 10);
+  bench_bandwidth(
+      "log", n, 1, 1, [&] { log(positive); }, 10);
+  bench_bandwidth(
+      "sigmoid", n, 1, 1, [&] { sigmoid(x); }, 10);
+  bench_bandwidth(
+      "tanh", n, 1, 1, [&] { tanh(x); }, 10);
+  bench_bandwidth(
+      "silu", n, 1, 1, [&] { silu(x); }, 10);
+  bench_bandwidth(
+      "gelu", n, 1, 1, [&] { gelu(x); }, 10);
+  bench_bandwidth(
+      "softplus", n, 1, 1, [&] { softplus(x); }, 10);
+  bench_bandwidth(
+      "silu bf16 (32 MB)", n, 1, 1, [&] { silu(x_bf16); }, 10, 2);
+  bench_bandwidth(
+      "softmax (rows of 4096)", n, 1, 1, [&] { softmax(rows, -1); }, 10);
+  bench_bandwidth(
+      "log_softmax (rows of 4096)", n, 1, 1, [&] { log_softmax(rows, -1); }, 10);
+  bench_bandwidth(
+      "rms_norm (rows of 4096)", n, 1, 1, [&] { rms_norm(rows, weight); }, 10);
+  bench_bandwidth(
+      "layer_norm (rows of 4096)", n, 1, 1, [&] { layer_norm(rows, weight, bias); }, 10);
+  // Forward only: reads the logits once, writes one number per row.
+  bench_bandwidth(
+      "cross_entropy [4096, 4096]", n, 1, 0, [&] { cross_entropy(rows, targets); }, 10);
   return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "autograd/graph.hpp"
 #include "cuda/kernels_nn.hpp"
+#include "ops/cpu_vectorised.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"
@@ -18,6 +19,45 @@
 
 namespace dssm {
 namespace {
+
+// The f32 kernels (f32 and bf16 logits), one row at a time with Eigen's vectorised exp (see
+// ops/cpu_vectorised.hpp); bf16 rows are converted to f32 buffers first. f64 runs the scalar loops.
+template <typename T, typename I>
+void cpu_cross_entropy_forward_f32(float* loss, float* lse, const T* x, const I* t, int64_t rows,
+                                   int64_t vocab, int64_t ignore_index) {
+#pragma omp parallel if (rows * vocab > vec::kParallelMin)
+  {
+    std::vector<float> buffer;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) {
+      const vec::ConstArrayMap xr(vec::as_float(x + n * vocab, vocab, buffer), vocab);
+      const float m = xr.maxCoeff();
+      lse[n] = m + std::log(vec::exp(xr - m).sum());
+      loss[n] = t[n] == ignore_index ? 0.0f : lse[n] - xr[t[n]];
+    }
+  }
+}
+
+template <typename T, typename I>
+void cpu_cross_entropy_backward_f32(T* dx, const T* x, const I* t, const float* lse, float factor,
+                                    int64_t rows, int64_t vocab, int64_t ignore_index) {
+#pragma omp parallel if (rows * vocab > vec::kParallelMin)
+  {
+    std::vector<float> in_buffer, out_buffer;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < rows; ++n) {
+      vec::ArrayMap dr(vec::out_float(dx + n * vocab, vocab, out_buffer), vocab);
+      if (t[n] == ignore_index) {
+        dr.setZero();
+      } else {
+        const vec::ConstArrayMap xr(vec::as_float(x + n * vocab, vocab, in_buffer), vocab);
+        dr = vec::exp(xr - lse[n]) * factor;
+        dr[t[n]] = (std::exp(xr[t[n]] - lse[n]) - 1.0f) * factor;
+      }
+      vec::store(dx + n * vocab, dr.data(), vocab);
+    }
+  }
+}
 
 void cpu_cross_entropy_forward(const Tensor& row_loss, const Tensor& lse, const Tensor& logits,
                                const Tensor& targets, int64_t ignore_index) {
@@ -29,6 +69,9 @@ void cpu_cross_entropy_forward(const Tensor& row_loss, const Tensor& lse, const 
     C* plse = lse.data<C>();
     dispatch_index(targets.dtype(), "cross_entropy", [&]<typename I>() {
       const I* t = targets.data<I>();
+      if constexpr (std::is_same_v<C, float>) {
+        return cpu_cross_entropy_forward_f32(loss, plse, x, t, rows, vocab, ignore_index);
+      }
 #pragma omp parallel for if (rows * vocab > 32768)
       for (int64_t n = 0; n < rows; ++n) {
         const T* xr = x + n * vocab;
@@ -54,6 +97,9 @@ void cpu_cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, con
     const C factor = static_cast<C>(g_times_scale);
     dispatch_index(targets.dtype(), "cross_entropy backward", [&]<typename I>() {
       const I* t = targets.data<I>();
+      if constexpr (std::is_same_v<C, float>) {
+        return cpu_cross_entropy_backward_f32(dx, x, t, plse, factor, rows, vocab, ignore_index);
+      }
 #pragma omp parallel for if (rows * vocab > 32768)
       for (int64_t n = 0; n < rows; ++n) {
         const T* xr = x + n * vocab;

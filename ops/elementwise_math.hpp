@@ -1,6 +1,8 @@
 // The math of every elementwise op, written once and used by both the CPU kernels (ops/) and the
 // CUDA kernels (cuda/): the forward value and the derivative needed by backward.
 // All arithmetic is in the compute type C (float for f32 and bf16, double for f64).
+// The f32 CPU kernels evaluate vectorised f32 forms of the transcendental formulas instead (same
+// functions, SIMD through Eigen): ops/cpu_vectorised.hpp, tested against these in f64.
 #pragma once
 
 #include <cmath>

@@ -14,6 +14,7 @@
 
 #include "autograd/graph.hpp"
 #include "cuda/kernels_nn.hpp"
+#include "ops/cpu_vectorised.hpp"
 #include "ops/norm.hpp"
 #include "ops/registry.hpp"
 #include "ops/shape.hpp"
@@ -21,10 +22,110 @@
 namespace dssm {
 namespace {
 
+// The f32 kernels (f32 and bf16 data): the same passes as the scalar loops below, as Eigen array
+// expressions (vectorised sums and products; the scalar loops' float reductions do not vectorise
+// without -ffast-math). bf16 segments, weights and biases are converted to f32 buffers first.
+template <typename T>
+void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                          const Tensor& weight, const Tensor& bias, int64_t groups, double eps) {
+  const int64_t width = x.size(-1), segments = x.numel() / width * groups;
+  const int64_t seg = width / groups;
+  std::vector<float> w_buffer, b_buffer;
+  const float* pw = weight.defined() ? vec::as_float(weight.data<T>(), width, w_buffer) : nullptr;
+  const float* pb = bias.defined() ? vec::as_float(bias.data<T>(), width, b_buffer) : nullptr;
+  const T* px = x.data<T>();
+  float* pmean = mean.defined() ? mean.data<float>() : nullptr;
+  float* prstd = rstd.data<float>();
+  T* py = y.data<T>();
+  const float n = static_cast<float>(seg), epsilon = static_cast<float>(eps);
+#pragma omp parallel if (x.numel() > vec::kParallelMin)
+  {
+    std::vector<float> in_buffer, out_buffer;
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < segments; ++s) {
+      const vec::ConstArrayMap xs(vec::as_float(px + s * seg, seg, in_buffer), seg);
+      vec::ArrayMap ys(vec::out_float(py + s * seg, seg, out_buffer), seg);
+      const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
+      const float mu = pmean ? xs.sum() / n : 0.0f;
+      if (pmean) pmean[s] = mu;
+      const float r = 1.0f / std::sqrt((xs - mu).square().sum() / n + epsilon);
+      prstd[s] = r;
+      if (pw && pb) {
+        ys = (xs - mu) * r * vec::ConstArrayMap(pw + col, seg) + vec::ConstArrayMap(pb + col, seg);
+      } else if (pw) {
+        ys = (xs - mu) * r * vec::ConstArrayMap(pw + col, seg);
+      } else {
+        ys = (xs - mu) * r;
+      }
+      vec::store(py + s * seg, ys.data(), seg);
+    }
+  }
+}
+
+template <typename T>
+void cpu_norm_backward_f32(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                           const Tensor& g, const Tensor& x, const Tensor& weight,
+                           const Tensor& mean, const Tensor& rstd, int64_t groups) {
+  const int64_t width = x.size(-1), segments = x.numel() / width * groups;
+  const int64_t seg = width / groups;
+  std::vector<float> w_buffer;
+  const float* pw = weight.defined() ? vec::as_float(weight.data<T>(), width, w_buffer) : nullptr;
+  const T* px = x.data<T>();
+  const T* pg = g.data<T>();
+  const float* pmean = mean.defined() ? mean.data<float>() : nullptr;
+  const float* prstd = rstd.data<float>();
+  T* pdx = dx.data<T>();
+  const float n = static_cast<float>(seg);
+  const int threads = omp_get_max_threads();
+  std::vector<float> dw_parts(dweight.defined() ? threads * width : 0, 0.0f);
+  std::vector<float> db_parts(dbias.defined() ? threads * width : 0, 0.0f);
+#pragma omp parallel if (x.numel() > vec::kParallelMin)
+  {
+    float* dw_mine = dw_parts.empty() ? nullptr : dw_parts.data() + omp_get_thread_num() * width;
+    float* db_mine = db_parts.empty() ? nullptr : db_parts.data() + omp_get_thread_num() * width;
+    std::vector<float> x_buffer, g_buffer, out_buffer, xhat_buffer(seg), gw_buffer(seg);
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < segments; ++s) {
+      const vec::ConstArrayMap xs(vec::as_float(px + s * seg, seg, x_buffer), seg);
+      const vec::ConstArrayMap gs(vec::as_float(pg + s * seg, seg, g_buffer), seg);
+      vec::ArrayMap ds(vec::out_float(pdx + s * seg, seg, out_buffer), seg);
+      vec::ArrayMap xhat(xhat_buffer.data(), seg), gw(gw_buffer.data(), seg);
+      const int64_t col = (s % groups) * seg;
+      const float mu = pmean ? pmean[s] : 0.0f, r = prstd[s];
+      xhat = (xs - mu) * r;
+      if (pw) {
+        gw = gs * vec::ConstArrayMap(pw + col, seg);
+      } else {
+        gw = gs;
+      }
+      const float mean_gw = pmean ? gw.sum() / n : 0.0f;
+      const float mean_gw_xhat = (gw * xhat).sum() / n;
+      ds = r * (gw - mean_gw - xhat * mean_gw_xhat);
+      vec::store(pdx + s * seg, ds.data(), seg);
+      if (dw_mine) vec::ArrayMap(dw_mine + col, seg) += gs * xhat;
+      if (db_mine) vec::ArrayMap(db_mine + col, seg) += gs;
+    }
+  }
+  auto reduce_parts = [&](const std::vector<float>& parts, const Tensor& out) {
+    T* po = out.data<T>();
+    for (int64_t j = 0; j < width; ++j) {
+      float total = 0;
+      for (int t = 0; t < threads; ++t) total += parts[t * width + j];
+      po[j] = static_cast<T>(total);
+    }
+  };
+  if (dweight.defined()) reduce_parts(dw_parts, dweight);
+  if (dbias.defined()) reduce_parts(db_parts, dbias);
+}
+
 void cpu_norm_forward(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                       const Tensor& weight, const Tensor& bias, int64_t groups, double eps) {
   dispatch_floating(x.dtype(), "norm", [&]<typename T>() {
     using C = compute_t<T>;
+    if constexpr (std::is_same_v<C, float>) {
+      return cpu_norm_forward_f32<T>(y, mean, rstd, x, weight, bias, groups, eps);
+    }
+    // f64: the scalar definition.
     const int64_t width = x.size(-1), segments = x.numel() / width * groups;
     const int64_t seg = width / groups;
     const T* px = x.data<T>();
@@ -68,6 +169,10 @@ void cpu_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& db
                        const Tensor& rstd, int64_t groups) {
   dispatch_floating(x.dtype(), "norm backward", [&]<typename T>() {
     using C = compute_t<T>;
+    if constexpr (std::is_same_v<C, float>) {
+      return cpu_norm_backward_f32<T>(dx, dweight, dbias, g, x, weight, mean, rstd, groups);
+    }
+    // f64: the scalar definition.
     const int64_t width = x.size(-1), segments = x.numel() / width * groups;
     const int64_t seg = width / groups;
     const T* px = x.data<T>();

@@ -9,6 +9,7 @@
 
 #include "autograd/graph.hpp"
 #include "cuda/kernels_nn.hpp"
+#include "ops/cpu_vectorised.hpp"
 #include "ops/registry.hpp"
 #include "ops/softmax.hpp"
 
@@ -19,9 +20,65 @@ const char* softmax_name(bool log) {
   return log ? "log_softmax" : "softmax";
 }
 
+// The f32 kernels (f32 and bf16 data), one row at a time with Eigen's vectorised exp (see
+// ops/cpu_vectorised.hpp); bf16 rows are converted to f32 buffers first.
+template <typename T>
+void cpu_softmax_f32(const Tensor& y, const Tensor& x, bool log) {
+  const int64_t cols = x.size(-1), rows = x.numel() / cols;
+  const T* in = x.data<T>();
+  T* out = y.data<T>();
+#pragma omp parallel if (rows * cols > vec::kParallelMin)
+  {
+    std::vector<float> in_buffer, out_buffer;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const vec::ConstArrayMap xr(vec::as_float(in + r * cols, cols, in_buffer), cols);
+      vec::ArrayMap yr(vec::out_float(out + r * cols, cols, out_buffer), cols);
+      const float m = xr.maxCoeff();
+      if (log) {
+        yr = (xr - m) - std::log(vec::exp(xr - m).sum());  // x - m is exact near the max
+      } else {
+        yr = vec::exp(xr - m);
+        yr *= 1.0f / yr.sum();
+      }
+      vec::store(out + r * cols, yr.data(), cols);
+    }
+  }
+}
+
+template <typename T>
+void cpu_softmax_backward_f32(const Tensor& dx, const Tensor& g, const Tensor& y, bool log) {
+  const int64_t cols = y.size(-1), rows = y.numel() / cols;
+  const T* pg = g.data<T>();
+  const T* py = y.data<T>();
+  T* pdx = dx.data<T>();
+#pragma omp parallel if (rows * cols > vec::kParallelMin)
+  {
+    std::vector<float> g_buffer, y_buffer, out_buffer;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const vec::ConstArrayMap gr(vec::as_float(pg + r * cols, cols, g_buffer), cols);
+      const vec::ConstArrayMap yr(vec::as_float(py + r * cols, cols, y_buffer), cols);
+      vec::ArrayMap dr(vec::out_float(pdx + r * cols, cols, out_buffer), cols);
+      if (log) {
+        const float total = gr.sum();
+        dr = gr - vec::exp(yr) * total;
+      } else {
+        const float dot = (gr * yr).sum();
+        dr = yr * (gr - dot);
+      }
+      vec::store(pdx + r * cols, dr.data(), cols);
+    }
+  }
+}
+
 void cpu_softmax(const Tensor& y, const Tensor& x, bool log) {
   dispatch_floating(x.dtype(), softmax_name(log), [&]<typename T>() {
     using C = compute_t<T>;
+    if constexpr (std::is_same_v<C, float>) {
+      return cpu_softmax_f32<T>(y, x, log);
+    }
+    // f64: the scalar definition.
     const int64_t cols = x.size(-1), rows = x.numel() / cols;
     const T* in = x.data<T>();
     T* out = y.data<T>();
@@ -49,6 +106,10 @@ void cpu_softmax(const Tensor& y, const Tensor& x, bool log) {
 void cpu_softmax_backward(const Tensor& dx, const Tensor& g, const Tensor& y, bool log) {
   dispatch_floating(y.dtype(), softmax_name(log), [&]<typename T>() {
     using C = compute_t<T>;
+    if constexpr (std::is_same_v<C, float>) {
+      return cpu_softmax_backward_f32<T>(dx, g, y, log);
+    }
+    // f64: the scalar definition.
     const int64_t cols = y.size(-1), rows = y.numel() / cols;
     const T* pg = g.data<T>();
     const T* py = y.data<T>();
