@@ -1,6 +1,7 @@
 // gpu_core: throughput of the core CUDA ops against the device's own ceilings.
 //   memory-bound ops: GB/s (bytes read + written) as a fraction of a device-to-device copy's,
-//     on tensors of 64 MiB and more;
+//     on tensors of 64 MiB and more; the row ops (softmax, rms_norm, cross-entropy) forward and
+//     backward ("bwd": the backward kernel alone), in f32 and bf16;
 //   matmul: TFLOP/s as a fraction of cuBLAS called directly in this program on the same shapes;
 //   the caching allocator: cudaMalloc calls during a steady training-like loop (should be 0).
 // Each figure is the median of 15 timed reps (of 10 back-to-back calls each) after 3 warm-up
@@ -26,6 +27,7 @@ int main() {
 #include "cuda/allocator.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/blas.hpp"
+#include "cuda/kernels_nn.hpp"
 #include "cuda/stream.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
@@ -101,14 +103,47 @@ void bandwidth_table() {
       [&] { cuda::copy_bytes(copy_dst.raw_data(), kCuda, a.raw_data(), kCuda, a.nbytes()); });
   const double copy_gbs = 2 * f32_bytes / copy_ms / 1e6;
 
-  // Rows of 4096 (a hidden size) and of 32000 (a vocabulary) for the row-wise ops.
-  const int64_t hidden = 4096, vocab = 32000, tokens = 8192;
-  const Tensor x = a.reshape({n / hidden, hidden});
-  const Tensor weight = Tensor::ones({hidden}, DType::f32, kCuda);
+  // Rows of 4096 (a hidden size) and of 32000 (a vocabulary) for the row-wise ops. The backward
+  // rows call the kernels of cuda/kernels_nn.hpp directly (the op's backward closure would also
+  // time the forward); their statistics (rstd, lse) come from one forward call.
+  const int64_t hidden = 4096, vocab = 32000, tokens = 8192, rows_of_x = n / hidden;
+  const Tensor x = a.reshape({rows_of_x, hidden}), x16 = a16.reshape({rows_of_x, hidden});
+  const Tensor gx = b.reshape({rows_of_x, hidden}), gx16 = b16.reshape({rows_of_x, hidden});
+  const Tensor weight = Tensor::rand({hidden}, gen, DType::f32, kCuda) + 0.5;
+  const Tensor weight16 = weight.to(DType::bf16);
   const Tensor logits = Tensor::randn({tokens, vocab}, gen, DType::f32, kCuda);
+  const Tensor logits16 = logits.to(DType::bf16);
   const Tensor targets =
       (Tensor::rand({tokens}, gen, DType::f32, kCuda) * (vocab - 1)).to(DType::i64);
   const double logits_bytes = static_cast<double>(tokens) * vocab * 4;
+  const Tensor grad_loss = Tensor::ones({1}, DType::f32, kCuda);
+
+  auto rms_stats = [&](const Tensor& in, const Tensor& w) {
+    const Tensor rstd = Tensor::empty({rows_of_x}, DType::f32, kCuda);
+    cuda::norm_forward(Tensor::empty(in.shape(), in.dtype(), kCuda), Tensor(), rstd, in, w,
+                       Tensor(), 1, 1e-6);
+    return rstd;
+  };
+  const Tensor rstd = rms_stats(x, weight), rstd16 = rms_stats(x16, weight16);
+  auto rms_backward = [&](const Tensor& in, const Tensor& g, const Tensor& w, const Tensor& r) {
+    cuda::norm_backward(Tensor::empty(in.shape(), in.dtype(), kCuda),
+                        Tensor::empty({hidden}, in.dtype(), kCuda), Tensor(), g, in, w, Tensor(), r,
+                        1);
+  };
+  auto lse_of = [&](const Tensor& l) {
+    const Tensor lse = Tensor::empty({tokens}, DType::f32, kCuda);
+    cuda::cross_entropy_forward(Tensor::empty({tokens}, DType::f32, kCuda), lse, l, targets, -100);
+    return lse;
+  };
+  const Tensor lse = lse_of(logits), lse16 = lse_of(logits16);
+  auto ce_backward = [&](const Tensor& l, const Tensor& row_lse) {
+    cuda::cross_entropy_backward(Tensor::empty(l.shape(), l.dtype(), kCuda), l, targets, row_lse,
+                                 grad_loss, 1.0 / tokens, -100);
+  };
+  const Tensor y = softmax(x, -1);
+  auto softmax_backward = [&] {
+    cuda::softmax_backward(Tensor::empty(x.shape(), x.dtype(), kCuda), gx, y, false);
+  };
 
   std::vector<BandwidthRow> rows = {
       {"add f32", "[64Mi] + [64Mi]", 3 * f32_bytes, [&] { add(a, b); }},
@@ -118,8 +153,19 @@ void bandwidth_table() {
       {"sum f32 (all)", "[64Mi]", f32_bytes, [&] { sum(a); }},
       {"sum f32 (rows)", "[16Ki, 4096] dim 1", f32_bytes, [&] { sum(x, {1}); }},
       {"softmax f32", "[16Ki, 4096] dim 1", 2 * f32_bytes, [&] { softmax(x, -1); }},
+      {"softmax bf16", "[16Ki, 4096] dim 1", 2 * bf16_bytes, [&] { softmax(x16, -1); }},
+      {"softmax bwd f32", "[16Ki, 4096] dim 1", 3 * f32_bytes, softmax_backward},
       {"rms_norm f32", "[16Ki, 4096]", 2 * f32_bytes, [&] { rms_norm(x, weight); }},
+      {"rms_norm bf16", "[16Ki, 4096]", 2 * bf16_bytes, [&] { rms_norm(x16, weight16); }},
+      {"rms_norm bwd f32", "[16Ki, 4096]", 3 * f32_bytes,
+       [&] { rms_backward(x, gx, weight, rstd); }},
+      {"rms_norm bwd bf16", "[16Ki, 4096]", 3 * bf16_bytes,
+       [&] { rms_backward(x16, gx16, weight16, rstd16); }},
       {"cross_entropy f32", "[8192, 32000]", logits_bytes, [&] { cross_entropy(logits, targets); }},
+      {"cross_entropy bf16", "[8192, 32000]", logits_bytes / 2,
+       [&] { cross_entropy(logits16, targets); }},
+      {"xent bwd f32", "[8192, 32000]", 2 * logits_bytes, [&] { ce_backward(logits, lse); }},
+      {"xent bwd bf16", "[8192, 32000]", logits_bytes, [&] { ce_backward(logits16, lse16); }},
   };
   fmt::print("\nMemory-bound ops (median of {} reps of {} calls; bytes = read + written)\n", kReps,
              kCallsPerRep);

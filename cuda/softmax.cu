@@ -1,7 +1,9 @@
-// softmax / log_softmax over the rows of a contiguous [R, C] tensor (ops/softmax.cpp), one block
-// per row. Forward: one online pass finds m = max and s = sum exp(x - m), a second writes
-// y = exp(x - m) / s (or x - m - log s). Backward: a block sum of g * y (or of g), then
-// dx = y * (g - sum) (or g - exp(y) * sum).
+// softmax / log_softmax over the rows of a contiguous [R, C] tensor (ops/softmax.cpp).
+// Forward: m = max x, s = sum exp(x - m), then y = exp(x - m) / s (or x - m - log s).
+// Backward: dot = sum(g * y) (or sum(g)), then dx = y * (g - dot) (or g - exp(y) * dot).
+// 16-byte-aligned rows of up to 8Ki f32 / bf16 (4Ki f64) use the register kernels (a warp or a
+// block per row, the row read once into registers with 16-byte loads, reduced, then written);
+// others the looped kernels (one block per row, the row read twice).
 #include "cuda/common.cuh"
 #include "cuda/kernels_nn.hpp"
 #include "cuda/row_reduce.cuh"
@@ -9,6 +11,84 @@
 namespace dssm::cuda {
 namespace {
 
+// y = softmax(x) (or log_softmax) for each row, the row held in registers between the passes.
+template <typename D, typename C, bool kBlockTeam, int kPacks>
+__global__ void __launch_bounds__(kMaxTeamThreads)
+    softmax_forward_rows_kernel(D* y, const D* x, int64_t rows, int64_t cols, bool log) {
+  constexpr int kVec = Pack<D>::kSize;
+  constexpr C kNegInf = -std::numeric_limits<C>::infinity();
+  const int64_t packs = cols / kVec;
+  for (int64_t r = team_index(); r < rows; r += team_count()) {
+    C v[kPacks][kVec];
+    load_row<kPacks>(v, x + r * cols, packs, kNegInf);
+    C m = kNegInf;
+#pragma unroll
+    for (int i = 0; i < kPacks; ++i) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) m = max(m, v[i][k]);
+    }
+    m = team_max<kBlockTeam>(m);
+    C s = 0;
+#pragma unroll
+    for (int i = 0; i < kPacks; ++i) {
+      if (!pack_valid(i, packs)) continue;
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        const C e = exp_c(v[i][k] - m);
+        s += e;
+        if (!log) v[i][k] = e;
+      }
+    }
+    s = team_sum<kBlockTeam>(s);
+    if (log) {
+      const C shift = m + log_c(s);
+#pragma unroll
+      for (int i = 0; i < kPacks; ++i) {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) v[i][k] -= shift;
+      }
+    } else {
+      const C inv_sum = C(1) / s;
+#pragma unroll
+      for (int i = 0; i < kPacks; ++i) {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) v[i][k] *= inv_sum;
+      }
+    }
+    store_row<kPacks>(y + r * cols, v, packs);
+  }
+}
+
+// dx = y * (g - sum(g * y)) (or g - exp(y) * sum(g)) for each row, g and y held in registers.
+template <typename D, typename C, bool kBlockTeam, int kPacks>
+__global__ void __launch_bounds__(kMaxTeamThreads)
+    softmax_backward_rows_kernel(D* dx, const D* g, const D* y, int64_t rows, int64_t cols,
+                                 bool log) {
+  constexpr int kVec = Pack<D>::kSize;
+  const int64_t packs = cols / kVec;
+  for (int64_t r = team_index(); r < rows; r += team_count()) {
+    C gv[kPacks][kVec], yv[kPacks][kVec];
+    load_row<kPacks>(gv, g + r * cols, packs, C(0));
+    load_row<kPacks>(yv, y + r * cols, packs, C(0));
+    C dot = 0;
+#pragma unroll
+    for (int i = 0; i < kPacks; ++i) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) dot += log ? gv[i][k] : gv[i][k] * yv[i][k];
+    }
+    dot = team_sum<kBlockTeam>(dot);
+#pragma unroll
+    for (int i = 0; i < kPacks; ++i) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        gv[i][k] = log ? gv[i][k] - exp_c(yv[i][k]) * dot : yv[i][k] * (gv[i][k] - dot);
+      }
+    }
+    store_row<kPacks>(dx + r * cols, gv, packs);
+  }
+}
+
+// The looped forward for any row: one online pass for (m, s), a second pass writes y.
 template <typename D, typename C>
 __global__ void softmax_forward_kernel(D* y, const D* x, int64_t cols, bool log) {
   const D* xr = x + blockIdx.x * cols;
@@ -29,6 +109,7 @@ __global__ void softmax_forward_kernel(D* y, const D* x, int64_t cols, bool log)
   }
 }
 
+// The looped backward for any row: a block sum of g * y (or g), then dx.
 template <typename D, typename C>
 __global__ void softmax_backward_kernel(D* dx, const D* g, const D* y, int64_t cols, bool log) {
   const int64_t base = blockIdx.x * cols;
@@ -44,12 +125,28 @@ __global__ void softmax_backward_kernel(D* dx, const D* g, const D* y, int64_t c
   }
 }
 
+// The grid of a register kernel giving one team to each of `rows` rows.
+dim3 row_grid(const RowPlan& plan, int64_t rows) {
+  return dim3(static_cast<unsigned>((rows + plan.teams_per_block - 1) / plan.teams_per_block));
+}
+
 }  // namespace
 
 void softmax_forward(const Tensor& y, const Tensor& x, bool log) {
   const int64_t cols = x.size(-1), rows = x.numel() / cols;
   dispatch_floating(x.dtype(), "softmax", [&]<typename T>() {
-    softmax_forward_kernel<device_t<T>, compute_t<T>>
+    using D = device_t<T>;
+    const RowPlan plan = plan_rows(cols, sizeof(D), {y.raw_data(), x.raw_data()});
+    if (plan.fits) {
+      dispatch_plan<D>(plan, [&]<bool kBlockTeam, int kPacks>() {
+        softmax_forward_rows_kernel<D, compute_t<T>, kBlockTeam, kPacks>
+            <<<row_grid(plan, rows), dim3(plan.threads, plan.teams_per_block), 0,
+               current_stream()>>>(device_data<T>(y), device_data<T>(x), rows, cols, log);
+        DSSM_CUDA_CHECK_LAUNCH("softmax_forward_rows_kernel");
+      });
+      return;
+    }
+    softmax_forward_kernel<D, compute_t<T>>
         <<<static_cast<unsigned>(rows), row_block_threads(cols), 0, current_stream()>>>(
             device_data<T>(y), device_data<T>(x), cols, log);
     DSSM_CUDA_CHECK_LAUNCH("softmax_forward_kernel");
@@ -59,7 +156,19 @@ void softmax_forward(const Tensor& y, const Tensor& x, bool log) {
 void softmax_backward(const Tensor& dx, const Tensor& g, const Tensor& y, bool log) {
   const int64_t cols = y.size(-1), rows = y.numel() / cols;
   dispatch_floating(y.dtype(), "softmax backward", [&]<typename T>() {
-    softmax_backward_kernel<device_t<T>, compute_t<T>>
+    using D = device_t<T>;
+    const RowPlan plan = plan_rows(cols, sizeof(D), {dx.raw_data(), g.raw_data(), y.raw_data()});
+    if (plan.fits) {
+      dispatch_plan<D>(plan, [&]<bool kBlockTeam, int kPacks>() {
+        softmax_backward_rows_kernel<D, compute_t<T>, kBlockTeam, kPacks>
+            <<<row_grid(plan, rows), dim3(plan.threads, plan.teams_per_block), 0,
+               current_stream()>>>(device_data<T>(dx), device_data<T>(g), device_data<T>(y), rows,
+                                   cols, log);
+        DSSM_CUDA_CHECK_LAUNCH("softmax_backward_rows_kernel");
+      });
+      return;
+    }
+    softmax_backward_kernel<D, compute_t<T>>
         <<<static_cast<unsigned>(rows), row_block_threads(cols), 0, current_stream()>>>(
             device_data<T>(dx), device_data<T>(g), device_data<T>(y), cols, log);
     DSSM_CUDA_CHECK_LAUNCH("softmax_backward_kernel");

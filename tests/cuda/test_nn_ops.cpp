@@ -85,6 +85,12 @@ void check_op(const std::string& what, const Op& op, const std::vector<Tensor>& 
   }
 }
 
+std::string shape_string(const Shape& shape) {
+  std::string out = "[";
+  for (size_t d = 0; d < shape.size(); ++d) out += (d ? ", " : "") + std::to_string(shape[d]);
+  return out + "]";
+}
+
 Tensor normal(Generator& gen, const Shape& shape, double scale = 1.0) {
   return Tensor::randn(shape, gen) * scale;
 }
@@ -119,6 +125,33 @@ TEST_CASE("CUDA softmax and log_softmax match the CPU", "[cuda][nnops]") {
   }
 }
 
+// The layouts of the register kernels (cuda/row_reduce.cuh's plan_rows): a warp per row (short
+// rows), a block per row of 1, 2 and 4 packs per thread, 512-thread blocks (8192 columns), and the
+// looped kernels for rows that start off 16-byte boundaries.
+TEST_CASE("CUDA softmax matches the CPU on every row layout", "[cuda][nnops]") {
+  Generator gen(11);
+  for (DType dtype : kFloatingTypes) {
+    for (bool log : {false, true}) {
+      const std::string name =
+          std::string(log ? "log_softmax " : "softmax ") + std::string(dtype_name(dtype));
+      const Op last = [log](const std::vector<Tensor>& in) {
+        return log ? log_softmax(in[0], -1) : softmax(in[0], -1);
+      };
+      for (const Shape& shape : std::vector<Shape>{
+               {100, 96}, {70, 256}, {50, 1024}, {40, 2048}, {300, 4096}, {9, 8192}}) {
+        check_op(name + " " + shape_string(shape), last, {normal(gen, shape, 3.0)}, dtype, 1e-5,
+                 1e-4);
+      }
+      // Rows of 96 starting one element past a 16-byte boundary: the looped kernels.
+      const Op shifted = [log](const std::vector<Tensor>& in) {
+        const Tensor x = in[0].narrow(0, 1, 96 * 20).reshape({20, 96});
+        return log ? log_softmax(x, -1) : softmax(x, -1);
+      };
+      check_op(name + " misaligned [20, 96]", shifted, {normal(gen, {96 * 20 + 1}, 3.0)}, dtype);
+    }
+  }
+}
+
 TEST_CASE("CUDA cross_entropy matches the CPU over a 32000-word vocabulary", "[cuda][nnops]") {
   Generator gen(2);
   const Op loss = [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); };
@@ -133,6 +166,17 @@ TEST_CASE("CUDA cross_entropy matches the CPU over a 32000-word vocabulary", "[c
       check_op(name + " [48, 32000]", loss, {normal(gen, {48, 32000}, 4.0), t}, dtype, 1e-4, 1e-4);
       check_op(name + " [9, 5]", loss, {normal(gen, {9, 5}), random_ids(gen, {9}, 5, index_dtype)},
                dtype);
+      // The vector kernels' tails: rows of 1000 (not a multiple of the threads' packs), and
+      // logits starting off a 16-byte boundary (the scalar kernels).
+      check_op(name + " [300, 1000]", loss,
+               {normal(gen, {300, 1000}, 4.0), random_ids(gen, {300}, 1000, index_dtype)}, dtype,
+               1e-4, 1e-4);
+      const Op shifted = [](const std::vector<Tensor>& in) {
+        return cross_entropy(in[0].narrow(0, 1, 16 * 1000).reshape({16, 1000}), in[1]);
+      };
+      check_op(name + " misaligned [16, 1000]", shifted,
+               {normal(gen, {16 * 1000 + 1}, 4.0), random_ids(gen, {16}, 1000, index_dtype)}, dtype,
+               1e-4, 1e-4);
     }
   }
 }
@@ -194,6 +238,45 @@ TEST_CASE("CUDA norms match the CPU, forward and all gradients", "[cuda][nnops]"
         "group_rms_norm without weight " + type,
         [](const std::vector<Tensor>& in) { return group_rms_norm(in[0], 4, 1e-6); },
         {normal(gen, {7, 96})}, dtype, 1e-5, 1e-4);
+  }
+}
+
+// The layouts of the register kernels: block teams with 1, 2 and 4 packs per thread and 512
+// threads, more rows than resident teams (each team loops, summing dweight in registers), groups
+// on block teams, rows off 16-byte boundaries (the looped kernels), and rows too long to fit.
+TEST_CASE("CUDA norms match the CPU on every row layout", "[cuda][nnops]") {
+  Generator gen(12);
+  for (DType dtype : kFloatingTypes) {
+    const std::string type(dtype_name(dtype));
+    for (const Shape& shape :
+         std::vector<Shape>{{3000, 1024}, {300, 4096}, {20, 8192}, {6, 20000}, {50, 99}}) {
+      const Tensor x = normal(gen, shape, 2.0) + 0.3;
+      const Tensor w = Tensor::rand({shape[1]}, gen) + 0.5, b = normal(gen, {shape[1]});
+      check_op(
+          "rms_norm " + type + " " + shape_string(shape),
+          [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1], 1e-6); }, {x, w}, dtype,
+          1e-5, 1e-4);
+      check_op(
+          "layer_norm " + type + " " + shape_string(shape),
+          [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-5); },
+          {x, w, b}, dtype, 1e-5, 1e-4);
+    }
+    const Tensor heads = normal(gen, {600, 4096});
+    const Tensor hw = Tensor::rand({4096}, gen) + 0.5;
+    check_op(
+        "group_rms_norm 2 groups of 2048 " + type,
+        [](const std::vector<Tensor>& in) { return group_rms_norm(in[0], 2, 1e-6, in[1]); },
+        {heads, hw}, dtype, 1e-5, 1e-4);
+    check_op(
+        "group_rms_norm 3 groups of 1024 " + type,
+        [](const std::vector<Tensor>& in) { return group_rms_norm(in[0], 3, 1e-6, in[1]); },
+        {normal(gen, {500, 3072}), Tensor::rand({3072}, gen) + 0.5}, dtype, 1e-5, 1e-4);
+    check_op(
+        "rms_norm misaligned [30, 64] " + type,
+        [](const std::vector<Tensor>& in) {
+          return rms_norm(in[0].narrow(0, 1, 30 * 64).reshape({30, 64}), in[1], 1e-6);
+        },
+        {normal(gen, {30 * 64 + 1}), Tensor::rand({64}, gen) + 0.5}, dtype, 1e-5, 1e-4);
   }
 }
 
