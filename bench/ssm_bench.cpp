@@ -10,8 +10,9 @@
 // u, delta, z, B, C and writes y; backward reads those and dy and writes du, ddelta, dz, dB, dC
 // (A, D, bias and their gradients are negligible). The convolution reads x (and dy) and writes
 // y (and dx). Floor time at 3.0 TB/s on CUDA; on the CPU the achieved GB/s is printed.
-// Saved activations: selective_scan keeps only its inputs for backward (u, delta, z, B, C:
-// (3 D + 2 N) elements per token), never the D x N states a per-step autograd would keep.
+// Saved activations: selective_scan keeps its inputs for backward (u, delta, z, B, C: (3 D + 2 N)
+// elements per token) and, on CUDA, the state entering every chunk of 32 steps (D N / 32 f32 per
+// token), never the D x N states per token a per-step autograd would keep.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/flags.hpp"
 #include "cuda/backend.hpp"
 #include "ops/causal_conv1d.hpp"
 #include "ops/elementwise.hpp"
@@ -36,36 +38,15 @@ struct Config {
 };
 
 Config parse(int argc, char** argv) {
-  Config c;
-  std::string device = "cpu", dtype;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--device")
-      device = value;
-    else if (key == "--dtype")
-      dtype = value;
-    else if (key == "--batch")
-      c.batch = std::stoll(value);
-    else if (key == "--length")
-      c.length = std::stoll(value);
-    else if (key == "--channels")
-      c.channels = std::stoll(value);
-    else if (key == "--state")
-      c.state = std::stoll(value);
-    else if (key == "--iters")
-      c.iters = std::stoll(value);
-    else
-      fail("ssm_bench", "unknown option {}", key);
-  }
-  c.device = Device::parse(device);
-  const bool gpu = c.device.is_cuda();
-  c.dtype = dtype_from_name(dtype.empty() ? (gpu ? "bf16" : "f32") : dtype);
-  auto or_default = [](int64_t& v, int64_t fallback) { v = v ? v : fallback; };
-  or_default(c.batch, gpu ? 8 : 1);
-  or_default(c.length, gpu ? 2048 : 512);
-  or_default(c.channels, gpu ? 2048 : 256);
-  or_default(c.iters, gpu ? 10 : 3);
-  return c;
+  const bench::Flags f(argc, argv, "ssm_bench",
+                       {"--batch", "--length", "--channels", "--state", "--iters"});
+  return {.device = f.device,
+          .dtype = f.dtype,
+          .batch = f.integer("--batch", 1, 8),
+          .length = f.integer("--length", 512, 2048),
+          .channels = f.integer("--channels", 256, 2048),
+          .state = f.integer("--state", 16, 16),
+          .iters = f.integer("--iters", 3, 10)};
 }
 
 // Median wall time of `fn` over `iters` runs after one warm-up, synchronising the device.
@@ -104,10 +85,13 @@ int main(int argc, char** argv) {
   const double accum = c.dtype == DType::f64 ? 8 : 4;  // dB, dC are accumulated in f32 (f64)
   fmt::print("selective_scan and causal_conv1d: batch {}, length {}, channels {}, N {}, {} on {}\n",
              c.batch, c.length, c.channels, c.state, dtype_name(c.dtype), c.device.str());
+  const double chunk_states = c.device.is_cuda() ? D * N / 32 * accum : 0;
   fmt::print(
-      "saved activations per token and layer: scan {:.0f} bytes (u, delta, z, B, C), "
-      "conv {:.0f} bytes (x); materialised states would be {:.0f} bytes\n",
-      (3 * D + 2 * N) * elem, D * elem, D * N * 4);
+      "saved activations per token and layer: scan {:.0f} bytes (u, delta, z, B, C: {:.0f}; "
+      "chunk entry states: {:.0f}), conv {:.0f} bytes (x); materialised states would be {:.0f} "
+      "bytes\n",
+      (3 * D + 2 * N) * elem + chunk_states, (3 * D + 2 * N) * elem, chunk_states, D * elem,
+      D * N * 4);
   fmt::print("{:<28} {:>10} {:>10} {:>10} {:>10} {:>12}\n", "", "ms", "floor ms", "of floor",
              "MB moved", "GB/s");
 

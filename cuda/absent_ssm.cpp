@@ -10,11 +10,14 @@ namespace {
 }
 }  // namespace
 
-void selective_scan_forward(const ScanInputs&, const Tensor&, const Tensor&) {
+Tensor selective_scan_chunk_entry(const ScanInputs&) {
   absent("selective_scan");
 }
-void selective_scan_backward(const ScanInputs&, const Tensor&, const Tensor&,
-                             const ScanGradients&) {
+void selective_scan_forward(const ScanInputs&, const Tensor&, const Tensor&, const Tensor&) {
+  absent("selective_scan");
+}
+void selective_scan_backward(const ScanInputs&, const Tensor&, const Tensor&, const ScanGradients&,
+                             const Tensor&) {
   absent("selective_scan backward");
 }
 void selective_scan_step(const ScanInputs&, const Tensor&, const Tensor&) {

@@ -15,11 +15,19 @@ constexpr int64_t kMaxScanState = 16;
 // The widest causal convolution the CUDA kernels handle (Mamba uses 4); wider runs on the CPU.
 constexpr int64_t kMaxConvWidth = 8;
 
-// y [batch, channels, length]; last_state [batch, channels, N] (state dtype) or undefined.
-void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state);
-// grad_last_state may be undefined (zero). `grads` as documented at ScanGradients.
+// A buffer for the state entering every chunk of the kernels' scan ([chunks, N, batch *
+// channels], state dtype): the forward fills it when given one, the backward then skips its own
+// forward pass over the sequence.
+Tensor selective_scan_chunk_entry(const ScanInputs& in);
+// y [batch, channels, length]; last_state [batch, channels, N] (state dtype) or undefined;
+// chunk_entry from selective_scan_chunk_entry(in), or undefined.
+void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state,
+                            const Tensor& chunk_entry);
+// grad_last_state may be undefined (zero). `grads` as documented at ScanGradients. chunk_entry:
+// the forward's (filled), or undefined (the backward computes it).
 void selective_scan_backward(const ScanInputs& in, const Tensor& grad_y,
-                             const Tensor& grad_last_state, const ScanGradients& grads);
+                             const Tensor& grad_last_state, const ScanGradients& grads,
+                             const Tensor& chunk_entry);
 // One token: in_t holds [batch, channels] / [batch, N] operands; state updated in place.
 void selective_scan_step(const ScanInputs& in_t, const Tensor& state, const Tensor& y);
 

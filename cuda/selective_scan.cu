@@ -15,8 +15,9 @@
 // D u and the gate y silu(z) are fused into the forward.
 //
 // Backward (G_t = dL/dh_t; G_t = C_t gy_t + a_{t+1} G_{t+1}, docs/ops-ssm.md) runs in the same
-// layout: pass 1 walks the chunks forwards and stores the state entering every chunk in a
-// scratch buffer ([chunks, N, rows], f32; 64 MB at batch 8, 2048 channels, length 2048); pass 2
+// layout. It needs the state entering every chunk ([chunks, N, rows], f32; 64 MB at batch 8,
+// 2048 channels, length 2048): the forward stores them when asked to (when gradients will be
+// needed), otherwise pass 1 walks the chunks forwards and stores them in a scratch buffer; pass 2
 // walks the chunks last to first, recomputes the chunk's states from its entry state (the forward
 // scan above) and runs the reverse scan of Q_t = a_t G_t = a_t (C_t gy_t + Q_{t+1}) with pairs
 // (a_t, a_t C_t gy_t) over the time lanes. du, ddelta, dz are per-lane sums over n; dA, dD,
@@ -326,12 +327,14 @@ constexpr C kLog2e = C(1.4426950408889634);
 
 // Forward: y (gated, with D u) and the last state. Shared memory: the state carried between
 // chunks, [N][kThreads] in C (one private slot per thread and n), then two stage buffers.
+// `entry` (or null): the state entering every chunk, [chunks, N, rows], for the backward.
 template <typename T, typename C>
 __global__ __launch_bounds__(kThreads) void scan_forward_kernel(ScanArgs<T> a, T* y, C* last_state,
-                                                                bool vec) {
+                                                                C* entry, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, chunks = (L + kChunkLen - 1) / kChunkLen;
+  const int64_t rows = a.batch * a.channels;
   const int64_t c0 = r.c - r.warp * kChannelsPerWarp - r.lane / kTimeLanes;
   const ChannelArrays<T> arrays{a.u, a.delta, a.z, nullptr, a.z ? 3 : 2};
   const int64_t stage_len = stage_rows<T>(N, arrays.count) * kChunkLen;
@@ -369,6 +372,7 @@ __global__ __launch_bounds__(kThreads) void scan_forward_kernel(ScanArgs<T> a, T
       scan_lanes_forward(a_incl, h_incl, r.tl);
       C& slot = carry[n * kThreads + threadIdx.x];
       const C h0 = slot;
+      if (entry && r.valid && r.tl == 0) entry[(k * N + n) * rows + r.row] = h0;
       C h = lane_entry_forward(a_incl, h_incl, h0, r.tl);
       slot = chunk_exit_forward(a_incl, h_incl, h0);
 #pragma unroll
@@ -395,7 +399,7 @@ template <typename T, typename C>
 struct BackwardOut {
   T *du, *ddelta, *dz;
   C *dA, *dB, *dC, *dD, *dbias;
-  C* entry;  // scratch: [chunks, N, rows] states entering each chunk
+  C* entry;  // [chunks, N, rows] states entering each chunk (from the forward, or scratch)
 };
 
 // Sums dB_k and dC_k of one state n over the 8 channels of the warp (a reduce-scatter over lane
@@ -437,13 +441,15 @@ __device__ __forceinline__ C time_lanes_sum(C v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
-// Backward: every gradient (see the file comment). Shared memory, in C: the carried state
-// (pass 1) then the carried Q (pass 2) [N][kThreads], the channels' dA sums [N][32], the dB/dC
-// staging area [kWarps][2][N][kChunkLen], two entry-state buffers [N][32]; then two stage
+// Backward: every gradient (see the file comment); `have_entry`: o.entry already holds the chunk
+// entry states (stored by the forward), so pass 1 is skipped. Shared memory, in C: the carried
+// state (pass 1) then the carried Q (pass 2) [N][kThreads], the channels' dA sums [N][32], the
+// dB/dC staging area [kWarps][2][N][kChunkLen], two entry-state buffers [N][32]; then two stage
 // buffers in T.
 template <typename T, typename C>
 __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_kernel(
-    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool vec) {
+    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool have_entry,
+    bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, rows = a.batch * a.channels;
@@ -465,8 +471,9 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
 
   // Pass 1: the state entering each chunk, into o.entry.
   for (int64_t n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
-  if (chunks > 0) stage_chunk<T, C>(stage, a, arrays1, r, c0, 0, vec, nullptr, nullptr);
-  for (int64_t k = 0; k < chunks; ++k) {
+  if (chunks > 0 && !have_entry)
+    stage_chunk<T, C>(stage, a, arrays1, r, c0, 0, vec, nullptr, nullptr);
+  for (int64_t k = 0; k < chunks && !have_entry; ++k) {
     if (k + 1 < chunks) {
       stage_chunk<T, C>(stage + ((k + 1) % 2) * stage_len, a, arrays1, r, c0, (k + 1) * kChunkLen,
                         vec, nullptr, nullptr);
@@ -537,11 +544,13 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
 #pragma unroll
       for (int i = 0; i < kItems; ++i) dz_coef[i] = C(0);
     }
+    C gB[kItems];  // sum over n of G_t[n] B_t[n]
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       y[i] = D * x.u[i];
       du[i] = D * gy[i];
       ddt[i] = C(0);
+      gB[i] = C(0);
       dD = fma(gy[i], x.u[i], dD);
     }
 #pragma unroll 1
@@ -578,17 +587,18 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
       const C q0 = slot;
       C q = lane_entry_reverse(a_rev, q_all, q0, r.tl);
       slot = chunk_exit_reverse(a_rev, q_all, q0);
+      // With P_t = G_t a_t h_{t-1}: dA += dt_t P_t, and ddt_t, du_t take their sums over n of
+      // G_t B_t (gB, finished after the loop over n: ddt_t += u_t gB_t, du_t += dt_t gB_t).
       C dA = 0, dBv[kItems], dCv[kItems];
 #pragma unroll
       for (int i = kItems - 1; i >= 0; --i) {
         const C G = cg[i] + q;
         q = s.a[i] * G;
-        const C ah_prev = s.a[i] * (i > 0 ? h[i - 1] : h_in);  // a_t h_{t-1}
-        const C g_dt = G * x.dt[i];
-        dA = fma(g_dt, ah_prev, dA);
-        ddt[i] = fma(G, fma(A_n, ah_prev, Bv[i] * x.u[i]), ddt[i]);
-        du[i] = fma(g_dt, Bv[i], du[i]);
-        dBv[i] = g_dt * x.u[i];
+        const C P = G * (s.a[i] * (i > 0 ? h[i - 1] : h_in));
+        dA = fma(x.dt[i], P, dA);
+        ddt[i] = fma(A_n, P, ddt[i]);
+        gB[i] = fma(G, Bv[i], gB[i]);
+        dBv[i] = G * x.dtu[i];
         dCv[i] = gy[i] * h[i];
       }
       dA = time_lanes_sum(dA);
@@ -602,7 +612,8 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
     }
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      ddt[i] *= a.softplus ? math::sigmoid(x.pre[i]) : C(1);
+      du[i] = fma(x.dt[i], gB[i], du[i]);
+      ddt[i] = fma(x.u[i], gB[i], ddt[i]) * (a.softplus ? math::sigmoid(x.pre[i]) : C(1));
       if (t + i < L) dbias += ddt[i];
     }
     store_items(o.du + off, t, L, r.valid, vec, du);
@@ -709,7 +720,8 @@ void allow_shared_memory(Kernel kernel, size_t smem) {
 
 }  // namespace
 
-void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state) {
+void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state,
+                            const Tensor& chunk_entry) {
   const unsigned blocks = chunked_blocks(in);
   if (blocks == 0) return;
   const bool vec = vector_access(in, {y});
@@ -722,19 +734,26 @@ void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor&
     auto kernel = scan_forward_kernel<device_t<S>, C>;
     allow_shared_memory(kernel, smem);
     kernel<<<blocks, kThreads, smem, current_stream()>>>(scan_args<S>(in), device_data<S>(y),
-                                                         state_data<S>(last_state), vec);
+                                                         state_data<S>(last_state),
+                                                         state_data<S>(chunk_entry), vec);
     DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
   });
 }
 
-void selective_scan_backward(const ScanInputs& in, const Tensor& grad_y,
-                             const Tensor& grad_last_state, const ScanGradients& g) {
-  const unsigned blocks = chunked_blocks(in);
-  if (blocks == 0) return;
+Tensor selective_scan_chunk_entry(const ScanInputs& in) {
   const int64_t rows = in.u.size(0) * in.u.size(1), N = in.A.size(1);
   const int64_t chunks = (in.u.size(2) + kChunkLen - 1) / kChunkLen;
-  const Tensor entry =
-      Tensor::empty({chunks, N, rows}, scan_state_dtype(in.u.dtype()), in.u.device());
+  return Tensor::empty({chunks, N, rows}, scan_state_dtype(in.u.dtype()), in.u.device());
+}
+
+void selective_scan_backward(const ScanInputs& in, const Tensor& grad_y,
+                             const Tensor& grad_last_state, const ScanGradients& g,
+                             const Tensor& chunk_entry) {
+  const unsigned blocks = chunked_blocks(in);
+  if (blocks == 0) return;
+  const int64_t N = in.A.size(1);
+  const bool have_entry = chunk_entry.defined();
+  const Tensor entry = have_entry ? chunk_entry : selective_scan_chunk_entry(in);
   const bool vec = vector_access(in, {grad_y, g.du, g.ddelta, g.dz});
   dispatch_floating(in.u.dtype(), "selective_scan backward", [&]<typename S>() {
     using C = state_t<S>;
@@ -755,7 +774,8 @@ void selective_scan_backward(const ScanInputs& in, const Tensor& grad_y,
     auto kernel = scan_backward_kernel<device_t<S>, C>;
     allow_shared_memory(kernel, smem);
     kernel<<<blocks, kThreads, smem, current_stream()>>>(scan_args<S>(in), device_data<S>(grad_y),
-                                                         state_data<S>(grad_last_state), out, vec);
+                                                         state_data<S>(grad_last_state), out,
+                                                         have_entry, vec);
     DSSM_CUDA_CHECK_LAUNCH("scan_backward_kernel");
   });
 }

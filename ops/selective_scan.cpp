@@ -10,7 +10,10 @@
 // Memory: forward saves only its inputs. Backward needs h_{t-1} and h_t in reverse order; it
 // recomputes them per chunk of kChunk steps: a first forward pass keeps the state entering each
 // chunk (length / kChunk states of N), then chunks are visited last to first, each re-run from
-// its entry state into a kChunk x N buffer and walked backwards. The CUDA kernels do the same.
+// its entry state into a kChunk x N buffer and walked backwards. The CUDA kernels do the same,
+// except that when gradients will be needed their forward stores the chunk entry states (one
+// N-vector per 32 steps and (b, c): 1/16 of u's size in f32 at N = 16) so that the backward
+// skips its first pass.
 #include "ops/selective_scan.hpp"
 
 #include <fmt/format.h>
@@ -269,8 +272,10 @@ void on_host(const std::vector<Tensor>& outputs, Fn&& cpu_fn) {
   }
 }
 
-void scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state) {
-  if (cuda_kernel_fits(in)) return cuda::selective_scan_forward(in, y, last_state);
+// chunk_entry: the CUDA kernels' chunk entry states to fill for the backward, or undefined.
+void scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state,
+                  const Tensor& chunk_entry) {
+  if (cuda_kernel_fits(in)) return cuda::selective_scan_forward(in, y, last_state, chunk_entry);
   auto run = [&](const ScanInputs& x, const Tensor& yy, const Tensor& last) {
     dispatch_floating(x.u.dtype(), "selective_scan",
                       [&]<typename T>() { cpu_scan_forward<T>(x, yy, last); });
@@ -279,24 +284,29 @@ void scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_stat
   on_host({y, last_state}, [&](const std::vector<Tensor>& h) { run(to_cpu(in), h[0], h[1]); });
 }
 
-ScanGradients scan_backward(const ScanInputs& in, const Tensor& grad_y, const Tensor& grad_last) {
+ScanGradients scan_backward(const ScanInputs& in, const Tensor& grad_y, const Tensor& grad_last,
+                            const Tensor& chunk_entry) {
   const DType dtype = in.u.dtype(), state = scan_state_dtype(dtype);
   const Device device = in.u.device();
   auto zeros = [&](const Tensor& like, DType type) {
     return like.defined() ? Tensor::zeros(like.shape(), type, device) : Tensor();
   };
-  ScanGradients g{.du = zeros(in.u, dtype),
-                  .ddelta = zeros(in.delta, dtype),
+  // du, ddelta and dz are written once per element by both kernels; the rest are sums.
+  auto empty = [&](const Tensor& like) {
+    return like.defined() ? Tensor::empty(like.shape(), dtype, device) : Tensor();
+  };
+  ScanGradients g{.du = empty(in.u),
+                  .ddelta = empty(in.delta),
                   .dA = zeros(in.A, state),
                   .dB = zeros(in.B, state),
                   .dC = zeros(in.C, state),
                   .dD = zeros(in.D, state),
-                  .dz = zeros(in.z, dtype),
+                  .dz = empty(in.z),
                   .ddelta_bias = zeros(in.delta_bias, state)};
   const Tensor gy = grad_y.contiguous(),
                glast = grad_last.defined() ? grad_last.contiguous() : grad_last;
   if (cuda_kernel_fits(in)) {
-    cuda::selective_scan_backward(in, gy, glast, g);
+    cuda::selective_scan_backward(in, gy, glast, g, chunk_entry);
     return g;
   }
   auto run = [&](const ScanInputs& x, const Tensor& gyy, const Tensor& gl,
@@ -325,21 +335,24 @@ ScanResult selective_scan(const ScanInputs& inputs, bool return_last_state) {
     result.last_state = Tensor::empty({in.u.size(0), in.u.size(1), in.A.size(1)},
                                       scan_state_dtype(dtype), in.u.device());
   }
-  scan_forward(in, result.y, result.last_state);
+  const std::vector<Tensor> differentiable{inputs.u, inputs.delta, inputs.A, inputs.B,
+                                           inputs.C, inputs.D,     inputs.z, inputs.delta_bias};
+  const bool backward_follows = grad_enabled() && any_requires_grad(differentiable);
+  const Tensor chunk_entry =
+      backward_follows && cuda_kernel_fits(in) ? cuda::selective_scan_chunk_entry(in) : Tensor();
+  scan_forward(in, result.y, result.last_state, chunk_entry);
   std::vector<Tensor> outputs{result.y};
   if (return_last_state) outputs.push_back(result.last_state);
-  record(
-      "selective_scan",
-      {inputs.u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D, inputs.z, inputs.delta_bias},
-      outputs, [in, return_last_state](const BackwardArgs& args) {
-        const ScanGradients g =
-            scan_backward(in, args.grad(0), return_last_state ? args.grad(1) : Tensor());
-        const DType dtype = in.u.dtype();
-        auto as_input = [&](const Tensor& t) { return t.defined() ? t.to(dtype) : t; };
-        return std::vector<Tensor>{
-            g.du,           g.ddelta,       as_input(g.dA), as_input(g.dB),
-            as_input(g.dC), as_input(g.dD), g.dz,           as_input(g.ddelta_bias)};
-      });
+  record("selective_scan", differentiable, outputs,
+         [in, return_last_state, chunk_entry](const BackwardArgs& args) {
+           const ScanGradients g = scan_backward(
+               in, args.grad(0), return_last_state ? args.grad(1) : Tensor(), chunk_entry);
+           const DType dtype = in.u.dtype();
+           auto as_input = [&](const Tensor& t) { return t.defined() ? t.to(dtype) : t; };
+           return std::vector<Tensor>{
+               g.du,           g.ddelta,       as_input(g.dA), as_input(g.dB),
+               as_input(g.dC), as_input(g.dD), g.dz,           as_input(g.ddelta_bias)};
+         });
   return result;
 }
 
