@@ -19,10 +19,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/flags.hpp"
 #include "cuda/backend.hpp"
 #include "ops/retention.hpp"
 #if DSSM_WITH_CUDA
@@ -40,50 +40,18 @@ struct Config {
   int64_t batch = 0, length = 0, heads = 2, dk = 0, dv = 0, iters = 0;
 };
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> values;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) values.push_back(std::stoll(item));
-  return values;
-}
-
 Config parse(int argc, char** argv) {
-  Config c;
-  std::string device = "cpu", dtype, chunks;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--device")
-      device = value;
-    else if (key == "--dtype")
-      dtype = value;
-    else if (key == "--chunk")
-      chunks = value;
-    else if (key == "--batch")
-      c.batch = std::stoll(value);
-    else if (key == "--length")
-      c.length = std::stoll(value);
-    else if (key == "--heads")
-      c.heads = std::stoll(value);
-    else if (key == "--dk")
-      c.dk = std::stoll(value);
-    else if (key == "--dv")
-      c.dv = std::stoll(value);
-    else if (key == "--iters")
-      c.iters = std::stoll(value);
-    else
-      fail("retention_bench", "unknown option {}", key);
-  }
-  c.device = Device::parse(device);
-  const bool gpu = c.device.is_cuda();
-  c.dtype = dtype_from_name(dtype.empty() ? (gpu ? "bf16" : "f32") : dtype);
-  c.chunks = parse_list(chunks.empty() ? (gpu ? "64,128,256,512" : "64,128") : chunks);
-  auto or_default = [](int64_t& v, int64_t fallback) { v = v ? v : fallback; };
-  or_default(c.batch, gpu ? 8 : 1);
-  or_default(c.length, gpu ? 2048 : 512);
-  or_default(c.dk, gpu ? 384 : 128);
-  or_default(c.dv, gpu ? 1536 : 512);
-  or_default(c.iters, gpu ? 20 : 3);
-  return c;
+  const bench::Flags f(argc, argv, "retention_bench",
+                       {"--chunk", "--batch", "--length", "--heads", "--dk", "--dv", "--iters"});
+  return {.device = f.device,
+          .dtype = f.dtype,
+          .chunks = f.list("--chunk", "64,128", "64,128,256,512"),
+          .batch = f.integer("--batch", 1, 8),
+          .length = f.integer("--length", 512, 2048),
+          .heads = f.integer("--heads", 2, 2),
+          .dk = f.integer("--dk", 128, 384),
+          .dv = f.integer("--dv", 512, 1536),
+          .iters = f.integer("--iters", 3, 20)};
 }
 
 // GEMM FLOPs per (batch, head) of the chunkwise algorithm over a padded length Lp, chunk C.

@@ -1,8 +1,8 @@
 // Training throughput: the trainer's full optimizer step (forward, backward, global norm,
 // fused AdamW, master-weight copy; train/trainer.cpp) on random tokens, timed after warm-up.
 //
-//   build/train_bench                      CPU: the tiny configs, f32, sequences of 256
-//   build/train_bench --device cuda        GPU: the paper's 350M-class models at sequence 2048
+//   build/train_bench                      CPU: the five tiny configs, f32, sequences of 256
+//   build/train_bench --device cuda        GPU: the five 350M-class models at sequence 2048
 //                                          in bf16, 50 steps after 5 of warm-up
 // Options: --configs A.json,B.json  --seq-len L  --batch B  --steps N  --warmup N
 //          --dtype f32|bf16  --peak-tflops X (790: the H100's measured bf16 GEMM peak)  --json
@@ -77,8 +77,10 @@ Options parse(int argc, char** argv) {
   }
   const bool gpu = o.device.is_cuda();
   if (configs.empty()) {
-    configs = gpu ? "configs/densretnet-350m.json,configs/densemamba-360m.json"
-                  : "configs/densretnet-tiny.json,configs/densemamba-tiny.json";
+    configs = gpu ? "configs/densretnet-350m.json,configs/retnet-350m.json,"
+                    "configs/densemamba-360m.json,configs/mamba-360m.json,configs/llama-350m.json"
+                  : "configs/densretnet-tiny.json,configs/retnet-tiny.json,"
+                    "configs/densemamba-tiny.json,configs/mamba-tiny.json,configs/llama-tiny.json";
   }
   std::stringstream list(configs);
   for (std::string item; std::getline(list, item, ',');) o.configs.push_back(item);

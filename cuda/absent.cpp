@@ -28,6 +28,6 @@ void unary_backward(UnaryOp, const Tensor&, const Tensor&, const Tensor&, double
 void binary(BinaryOp, const Tensor&, const Tensor&, const Tensor&) { absent("binary"); }
 void reduce_rows(ReduceOp, const Tensor&, const Tensor&, const Tensor&) { absent("reduce"); }
 void scatter_rows(const Tensor&, const Tensor&, const Tensor&) { absent("scatter_rows"); }
-void matmul(const Tensor&, const Tensor&, const Tensor&) { absent("matmul"); }
+void matmul(const Tensor&, const Tensor&, const Tensor&, bool) { absent("matmul"); }
 
 }  // namespace dssm::cuda

@@ -22,9 +22,6 @@ void retention_chunk_mask(const Tensor&, const Tensor&, const Tensor&, int64_t, 
 void retention_scale_rows(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t) {
   absent("retention_scale_rows");
 }
-void retention_gemm(const Tensor&, const Tensor&, const Tensor&, bool) {
-  absent("retention_gemm");
-}
 void retention_step(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                     const Tensor&, const std::vector<double>&, const std::vector<double>&) {
   absent("retention_step");

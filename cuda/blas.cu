@@ -1,5 +1,6 @@
 // cuda::matmul (cuda/kernels.hpp): out[b] = a[b] @ b[b] on cuBLAS, for [B, M, K] @ [B, K, N] with
-// row- or column-major operands and a contiguous [B, M, N] output.
+// row- or column-major operands and a contiguous [B, M, N] output; with `accumulate` the product
+// is added to what out holds (beta = 1: the chunkwise retention sums two products this way).
 //   bf16: cuBLASLt, f32 accumulation;  f32: cuBLASLt, exact f32 or TF32 (set_allow_tf32);
 //   f64: cublasDgemmStridedBatched (gradcheck runs in f64).
 //
@@ -151,7 +152,7 @@ cublasLtMatmulAlgo_t choose_algorithm(cublasLtHandle_t lt, const LtPlan& plan,
 
 // bf16 and f32 through cuBLASLt: out^T (m x n) = op(first) op(second), f32 accumulation.
 void lt_gemm(const Tensor& out, const Operand& first, const Operand& second, int64_t m, int64_t n,
-             int64_t k, int32_t batch) {
+             int64_t k, int32_t batch, float beta) {
   const bool bf16 = out.dtype() == DType::bf16;
   const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
   const bool tf32 = !bf16 && g_allow_tf32;
@@ -189,7 +190,7 @@ void lt_gemm(const Tensor& out, const Operand& first, const Operand& second, int
   const LtPlan& plan = *slot;
   lock.unlock();
 
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f;
   DSSM_CUBLAS_CHECK(cublasLtMatmul(
       h.lt, plan.op, &alpha, first.data, plan.a, second.data, plan.b, &beta, out.raw_data(), plan.c,
       out.raw_data(), plan.c, &plan.algorithm, h.workspace, kWorkspaceBytes, current_stream()));
@@ -202,8 +203,8 @@ int as_int(int64_t value, const char* what) {
 }
 
 void double_gemm(const Tensor& out, const Operand& first, const Operand& second, int64_t m,
-                 int64_t n, int64_t k, int32_t batch) {
-  const double alpha = 1.0, beta = 0.0;
+                 int64_t n, int64_t k, int32_t batch, double beta) {
+  const double alpha = 1.0;
   DSSM_CUBLAS_CHECK(cublasDgemmStridedBatched(
       device_blas().blas, first.op, second.op, as_int(m, "N"), as_int(n, "M"), as_int(k, "K"),
       &alpha, static_cast<const double*>(first.data), as_int(first.ld, "leading dimension"),
@@ -221,7 +222,7 @@ bool allow_tf32() {
   return g_allow_tf32;
 }
 
-void matmul(const Tensor& out, const Tensor& a, const Tensor& b) {
+void matmul(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
   check(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, "matmul",
         "expected [B, M, K] @ [B, K, N] -> [B, M, N], got {} @ {} -> {}", describe(a), describe(b),
         describe(out));
@@ -233,15 +234,20 @@ void matmul(const Tensor& out, const Tensor& a, const Tensor& b) {
   check(out.is_contiguous(), "matmul", "expected a contiguous output, got {}", describe(out));
   if (out.numel() == 0) return;
   require_device(out.device().index);
+  if (K == 0) {  // an empty sum
+    if (!accumulate)
+      DSSM_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), current_stream()));
+    return;
+  }
   const int32_t batch = as_int(B, "batch");
   // Swapped product (file comment): cuBLAS's first operand is b, its second a.
   const Operand first = transposed_operand(b, "b"), second = transposed_operand(a, "a");
   switch (out.dtype()) {
     case DType::bf16:
     case DType::f32:
-      return lt_gemm(out, first, second, N, M, K, batch);
+      return lt_gemm(out, first, second, N, M, K, batch, accumulate ? 1.0f : 0.0f);
     case DType::f64:
-      return double_gemm(out, first, second, N, M, K, batch);
+      return double_gemm(out, first, second, N, M, K, batch, accumulate ? 1.0 : 0.0);
     default:
       fail("matmul", "expected a floating dtype, got {}", describe(out));
   }

@@ -21,8 +21,9 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
 void reduce_rows(ReduceOp op, const Tensor& out, const Tensor& indices, const Tensor& rows);
 // out[r, indices[r]] = values[r] (out pre-zeroed, [outer, inner]).
 void scatter_rows(const Tensor& out, const Tensor& values, const Tensor& indices);
-// ops/matmul.cpp: out[b] = a[b] @ b[b]; a, b are [B, M, K], [B, K, N] with one of the last two
-// strides 1 (row- or column-major); out is contiguous [B, M, N].
-void matmul(const Tensor& out, const Tensor& a, const Tensor& b);
+// ops/matmul.cpp: out[b] = a[b] @ b[b] (+ out[b] when `accumulate`); a, b are [B, M, K],
+// [B, K, N] with one of the last two strides 1 (row- or column-major); out is contiguous
+// [B, M, N].
+void matmul(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate = false);
 
 }  // namespace dssm::cuda

@@ -33,10 +33,6 @@ void retention_chunk_mask(const Tensor& scores, const Tensor& row_scale, const T
 void retention_scale_rows(const Tensor& out, const Tensor& x, const Tensor& add,
                           const Tensor& table, int64_t period);
 
-// out[i] = a[i] @ b[i] (+ out[i] when `accumulate`) on cuBLASLt, f32 accumulation, bf16 or f32
-// only: a [B, M, K] and b [B, K, N] row- or column-major views, out [B, M, N] contiguous.
-void retention_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate);
-
 // One recurrent step: new_state = gamma_h state + k^T v; out = scale_h * q new_state.
 // q, k [batch, heads, dk], v, out [batch, heads, dv], state, new_state [batch, heads, dk, dv].
 void retention_step(const Tensor& out, const Tensor& new_state, const Tensor& q, const Tensor& k,

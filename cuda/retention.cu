@@ -1,24 +1,14 @@
 // CUDA kernels of retention (ops/retention_*.cpp): the decay mask of the parallel form; for the
-// chunkwise form the in-place intra-chunk mask, the per-row decays, the decayed scan over chunk
-// states and a batched GEMM that can accumulate into its output; the fused recurrent step. Decays
+// chunkwise form the in-place intra-chunk mask, the per-row decays and the decayed scan over chunk
+// states (its GEMMs are cuda::matmul's, cuda/blas.cu); the fused recurrent step. Decays
 // are computed in float64 as exp(p log gamma) (here or in the host's tables).
 //
 // The elementwise kernels move 16 bytes per load and store (8 bf16, 4 f32, 2 f64) when the rows
 // allow it, and index in 32 bits when the tensor is small enough (64-bit division is slow).
-#include <cublasLt.h>
-#include <fmt/format.h>
-
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <limits>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <tuple>
 
 #include "cuda/backend.hpp"
-#include "cuda/blas.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kernels_retention.hpp"
 
@@ -232,118 +222,6 @@ __global__ void step_kernel(T* out, T* new_state, const T* q, const T* k, const 
   }
 }
 
-// The batched GEMM of the chunkwise form: cuBLASLt as in cuda/blas.cu (whose file comment explains
-// the swapped column-major product), plus beta = 1 so that a second product accumulates into the
-// first one's output without a separate add.
-void check_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
-  if (status == CUBLAS_STATUS_SUCCESS) return;
-  throw Error(fmt::format("{}: failed at {}:{}: {} ({})", call, file, line,
-                          cublasGetStatusName(status), cublasGetStatusString(status)));
-}
-#define DSSM_CUBLAS_CHECK(call) check_cublas((call), #call, __FILE__, __LINE__)
-
-constexpr int kMaxDevices = 16;
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;
-
-struct DeviceLt {
-  cublasLtHandle_t lt = nullptr;
-  void* workspace = nullptr;
-};
-
-DeviceLt& device_lt() {
-  static std::array<DeviceLt, kMaxDevices> per_device;
-  static std::array<std::once_flag, kMaxDevices> created;
-  int device = 0;
-  DSSM_CUDA_CHECK(cudaGetDevice(&device));
-  check(device < kMaxDevices, "retention_gemm", "device index {} beyond the supported {}", device,
-        kMaxDevices);
-  DeviceLt& h = per_device[device];
-  std::call_once(created[device], [&] {
-    DSSM_CUBLAS_CHECK(cublasLtCreate(&h.lt));
-    DSSM_CUDA_CHECK(cudaMalloc(&h.workspace, kWorkspaceBytes));
-  });
-  return h;
-}
-
-struct Operand {
-  const void* data;
-  cublasOperation_t op;
-  int64_t rows, cols, ld, batch_stride;
-};
-
-// The [B, R, C] tensor x as the operand x^T of the swapped product.
-Operand transposed_operand(const Tensor& x, const char* name) {
-  const int64_t R = x.size(1), C = x.size(2), rs = x.strides()[1], cs = x.strides()[2];
-  const int64_t batch_stride = x.size(0) == 1 ? 0 : x.strides()[0];
-  if ((cs == 1 || C == 1) && rs >= std::max<int64_t>(C, 1)) {
-    return {x.raw_data(), CUBLAS_OP_N, C, R, rs, batch_stride};
-  }
-  if ((rs == 1 || R == 1) && cs >= std::max<int64_t>(R, 1)) {
-    return {x.raw_data(), CUBLAS_OP_T, R, C, cs, batch_stride};
-  }
-  fail("retention_gemm", "operand {} {} with strides {} is neither row- nor column-major", name,
-       describe(x), shape_str(x.strides()));
-}
-
-uint32_t alignment_of(const void* p) {
-  uint32_t alignment = 256;
-  while (alignment > 1 && reinterpret_cast<uintptr_t>(p) % alignment != 0) alignment /= 2;
-  return alignment;
-}
-
-using GemmKey = std::tuple<int, int, int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
-
-struct LtPlan {
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  cublasLtMatmulAlgo_t algorithm{};
-  LtPlan() = default;
-  LtPlan(const LtPlan&) = delete;
-  LtPlan& operator=(const LtPlan&) = delete;
-  ~LtPlan() {
-    if (c) cublasLtMatrixLayoutDestroy(c);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
-  }
-};
-
-void set_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows, int64_t cols,
-                int64_t ld, int32_t batch, int64_t batch_stride) {
-  DSSM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(layout, type, rows, cols, ld));
-  DSSM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
-                                                     &batch, sizeof batch));
-  DSSM_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-      *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride, sizeof batch_stride));
-}
-
-cublasLtMatmulAlgo_t choose_algorithm(cublasLtHandle_t lt, const LtPlan& plan,
-                                      const uint32_t (&alignments)[3], const char* what) {
-  cublasLtMatmulPreference_t preference = nullptr;
-  DSSM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
-  const size_t workspace = kWorkspaceBytes;
-  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
-  const cublasLtMatmulPreferenceAttributes_t attributes[] = {
-      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-  for (int i = 0; i < 4 && status == CUBLAS_STATUS_SUCCESS; ++i) {
-    const uint32_t value = alignments[std::min(i, 2)];
-    status = cublasLtMatmulPreferenceSetAttribute(preference, attributes[i], &value, sizeof value);
-  }
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int returned = 0;
-  if (status == CUBLAS_STATUS_SUCCESS) {
-    status = cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.a, plan.b, plan.c, plan.c, preference,
-                                            1, &heuristic, &returned);
-  }
-  cublasLtMatmulPreferenceDestroy(preference);
-  DSSM_CUBLAS_CHECK(status);
-  check(returned > 0, "retention_gemm", "cuBLASLt has no algorithm for {}", what);
-  return heuristic.algo;
-}
-
 }  // namespace
 
 void retention_decay_mask(const Tensor& mask, const std::vector<double>& gammas, bool normalize) {
@@ -452,70 +330,6 @@ void retention_scale_rows(const Tensor& out, const Tensor& x, const Tensor& add,
     });
     DSSM_CUDA_CHECK_LAUNCH("retention_scale_rows");
   });
-}
-
-void retention_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
-  if (!(a.dim() == 3 && b.dim() == 3 && out.dim() == 3))
-    fail("retention_gemm", "expected [B, M, K] @ [B, K, N] -> [B, M, N], got {} @ {} -> {}",
-         describe(a), describe(b), describe(out));
-  const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
-  if (!(a.size(0) == B && b.size(0) == B && a.size(1) == M && b.size(1) == K && b.size(2) == N))
-    fail("retention_gemm", "shapes do not chain: {} @ {} -> {}", describe(a), describe(b),
-         describe(out));
-  if (!(a.dtype() == out.dtype() && b.dtype() == out.dtype() &&
-        (out.dtype() == DType::bf16 || out.dtype() == DType::f32)))
-    fail("retention_gemm", "expected bf16 or f32 operands of one dtype, got {} @ {} -> {}",
-         describe(a), describe(b), describe(out));
-  check_dense("retention_gemm", out);
-  if (!(B <= std::numeric_limits<int32_t>::max())) fail("retention_gemm", "batch {} too large", B);
-  if (out.numel() == 0) return;
-  require_device(out.device().index);
-  if (K == 0) {
-    if (!accumulate)
-      DSSM_CUDA_CHECK(cudaMemsetAsync(out.raw_data(), 0, out.nbytes(), current_stream()));
-    return;
-  }
-  const int32_t batch = static_cast<int32_t>(B);
-  const Operand first = transposed_operand(b, "b"), second = transposed_operand(a, "a");
-  const int64_t m = N, n = M, k = K;  // out^T (N x M) = b^T a^T
-  const bool bf16 = out.dtype() == DType::bf16;
-  const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-  const cublasComputeType_t compute =
-      !bf16 && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  DeviceLt& h = device_lt();
-  const uint32_t alignments[3] = {alignment_of(first.data), alignment_of(second.data),
-                                  alignment_of(out.raw_data())};
-  int device = 0;
-  DSSM_CUDA_CHECK(cudaGetDevice(&device));
-  const GemmKey key =
-      std::make_tuple(device, static_cast<int>(compute) * 2 + bf16, first.op, second.op, m, n, k,
-                      first.ld, second.ld, first.batch_stride, second.batch_stride, batch,
-                      alignments[0], alignments[1], alignments[2]);
-  static std::mutex mutex;
-  static auto* plans = new std::map<GemmKey, std::unique_ptr<LtPlan>>();  // never destroyed
-  std::unique_lock lock(mutex);
-  std::unique_ptr<LtPlan>& slot = (*plans)[key];
-  if (!slot) {
-    auto plan = std::make_unique<LtPlan>();
-    DSSM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, compute, CUDA_R_32F));
-    DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                     &first.op, sizeof first.op));
-    DSSM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                     &second.op, sizeof second.op));
-    set_layout(&plan->a, type, first.rows, first.cols, first.ld, batch, first.batch_stride);
-    set_layout(&plan->b, type, second.rows, second.cols, second.ld, batch, second.batch_stride);
-    set_layout(&plan->c, type, m, n, m, batch, m * n);
-    const std::string what =
-        fmt::format("{} {}x{}x{} (batch {})", dtype_name(out.dtype()), m, n, k, batch);
-    plan->algorithm = choose_algorithm(h.lt, *plan, alignments, what.c_str());
-    slot = std::move(plan);
-  }
-  const LtPlan& plan = *slot;
-  lock.unlock();
-  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  DSSM_CUBLAS_CHECK(cublasLtMatmul(
-      h.lt, plan.op, &alpha, first.data, plan.a, second.data, plan.b, &beta, out.raw_data(), plan.c,
-      out.raw_data(), plan.c, &plan.algorithm, h.workspace, kWorkspaceBytes, current_stream()));
 }
 
 void retention_step(const Tensor& out, const Tensor& new_state, const Tensor& q, const Tensor& k,

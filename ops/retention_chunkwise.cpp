@@ -24,6 +24,7 @@
 
 #include "autograd/grad_mode.hpp"
 #include "autograd/graph.hpp"
+#include "cuda/kernels.hpp"
 #include "cuda/kernels_retention.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
@@ -198,8 +199,8 @@ Tensor key_decayed(const Tensor& x5, const ChunkConstants& k, const Chunking& c,
   return scale_rows(x5, k.key_decay, c.chunk, add, c);
 }
 
-// Whether the GEMMs go straight to cuda::retention_gemm (cuBLASLt, bf16 and f32): no autograd,
-// no copies, no host-side message formatting per call; otherwise matmul.
+// Whether the GEMMs go straight to cuda::matmul (cuBLASLt, bf16 and f32): no autograd, no
+// copies, no host-side message formatting per call; otherwise the matmul op.
 bool direct_gemm(const Tensor& x) {
   return x.is_cuda() && x.dtype() != DType::f64;
 }
@@ -211,7 +212,7 @@ Tensor gemm(const Tensor& a, const Tensor& b) {
   Shape shape = a.shape();
   shape.back() = N;
   const Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  cuda::retention_gemm(out.view({-1, M, N}), a.reshape({-1, M, K}), b.reshape({-1, K, N}), false);
+  cuda::matmul(out.view({-1, M, N}), a.reshape({-1, M, K}), b.reshape({-1, K, N}));
   return out;
 }
 
@@ -220,7 +221,7 @@ Tensor gemm(const Tensor& a, const Tensor& b) {
 Tensor gemm_accumulate(const Tensor& acc, const Tensor& a, const Tensor& b) {
   if (!direct_gemm(acc) || !acc.is_contiguous()) return acc + matmul(a, b);
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  cuda::retention_gemm(acc.view({-1, M, N}), a.reshape({-1, M, K}), b.reshape({-1, K, N}), true);
+  cuda::matmul(acc.view({-1, M, N}), a.reshape({-1, M, K}), b.reshape({-1, K, N}), true);
   return acc;
 }
 

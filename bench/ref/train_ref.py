@@ -1,15 +1,16 @@
-"""Reference timing for bench/train_bench.cpp --device cuda: DenseRetNet-350M and DenseMamba-360M
-written plainly in PyTorch (the math of models/retnet.cpp and models/mamba_mixer.cpp, configs/
-densretnet-350m.json and configs/densemamba-360m.json), one training step as train/trainer.cpp
-takes it: bf16 autocast forward + backward, global-norm clipping at 1.0, fused AdamW (f32 weights
+"""Reference timing for bench/train_bench.cpp --device cuda: the five 350M-class models (DenseRetNet,
+RetNet, DenseMamba, Mamba, LLaMA; configs/*-350m.json and *-360m.json) written plainly in PyTorch
+(the math of models/retnet.cpp, models/mamba_mixer.cpp and models/llama.cpp), one training step as
+train/trainer.cpp takes it: bf16 autocast forward + backward, global-norm clipping at 1.0, fused AdamW (f32 weights
 and state, betas 0.9/0.98, weight decay 0.01 without norms, biases, embeddings, A_log, D).
 
-    python bench/ref/train_ref.py [--models densretnet,densemamba] [--batch 4] [--seq-len 2048]
+    python bench/ref/train_ref.py [--models densretnet,retnet,densemamba,mamba,llama] [--batch 4] [--seq-len 2048]
                                   [--steps 50] [--warmup 5] [--compile] [--check]
 
 Prints the same columns as train_bench (MFU: 6 x GEMM weights per token against 790 TFLOP/s)
-plus PyTorch's peak memory. The selective scan runs in chunks of 16 steps in log space (the
-states of a chunk at once), each Mamba layer under activation checkpointing: a plain-PyTorch
+plus PyTorch's peak memory. The selective scan runs in chunks of 32 steps in log space (the
+states of a chunk at once; |dt A| summed over 32 steps stays far below f32's exp range at these
+initialisations), each Mamba layer under activation checkpointing: a plain-PyTorch
 DenseMamba keeps every layer's [B, L, d_inner, N] states otherwise, beyond any GPU's memory.
 --check compares the chunked scan with a step-by-step loop at a small size first.
 """
@@ -125,7 +126,108 @@ class DenseRetNet(nn.Module):
         return self.lm_head(self.norm(h))
 
 
-def scan_readouts(x, dt, A, Bm, Cs, chunk=16):
+class SwiGLU(nn.Module):
+    def __init__(self, d, hidden):
+        super().__init__()
+        self.gate_proj = nn.Linear(d, hidden, bias=False)
+        self.up_proj = nn.Linear(d, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class RetNetBlock(nn.Module):
+    """RetNet Eq. 8-9: Y = MSR(LN(X)) + X, X' = FFN(LN(Y)) + Y, MSR gated by swish(X W_G)."""
+
+    def __init__(self, c):
+        super().__init__()
+        d, dqk, dv, self.heads = c["d_model"], c["qk_dim"], c["v_dim"], c["n_heads"]
+        self.retention_norm, self.ffn_norm = RMSNorm(d), RMSNorm(d)
+        self.q_proj, self.k_proj = nn.Linear(d, dqk, bias=False), nn.Linear(d, dqk, bias=False)
+        self.v_proj, self.g_proj = nn.Linear(d, dv, bias=False), nn.Linear(d, dv, bias=False)
+        self.out_proj = nn.Linear(dv, d, bias=False)
+        self.ffn = SwiGLU(d, c["ffn_dim"])
+        self.group_norm = RMSNorm(dv // self.heads)
+        self.chunk = c.get("chunk_size", 256)
+
+    def forward(self, h, constants):
+        x = self.retention_norm(h)
+        B, L, _ = x.shape
+        split = lambda t: t.view(B, L, self.heads, -1).transpose(1, 2)  # noqa: E731
+        q, k = self.q_proj(x), self.k_proj(x) * (self.q_proj.out_features // self.heads) ** -0.5
+        o = retention_chunkwise(split(rotary(q, self.heads)), split(rotary(k, self.heads)),
+                                split(self.v_proj(x)), self.chunk, constants)
+        o = self.group_norm(o.transpose(1, 2)).reshape(B, L, -1)
+        h = h + self.out_proj(F.silu(self.g_proj(x)) * o)
+        return h + self.ffn(self.ffn_norm(h))
+
+
+class RetNet(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.embed_tokens = nn.Embedding(c["vocab_size"], c["d_model"])
+        self.layers = nn.ModuleList(RetNetBlock(c) for _ in range(c["n_layers"]))
+        self.norm = RMSNorm(c["d_model"])
+        self.lm_head = nn.Linear(c["d_model"], c["vocab_size"], bias=False)
+
+    def forward(self, ids):
+        h = self.embed_tokens(ids)
+        c = self.c
+        constants = chunk_constants(c["n_heads"], ids.shape[1], min(c.get("chunk_size", 256), ids.shape[1]),
+                                    torch.bfloat16 if torch.is_autocast_enabled() else h.dtype, h.device)
+        for layer in self.layers:
+            h = layer(h, constants)
+        return self.lm_head(self.norm(h))
+
+
+def rotate_half(x, theta):
+    """LLaMA's rotary embedding (pairs i and i + d/2), angles theta^(-2i/d)."""
+    T, d = x.shape[-2], x.shape[-1]
+    angle = 1.0 / theta ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
+    phase = torch.arange(T, device=x.device, dtype=torch.float32)[:, None] * angle[None, :]
+    cos, sin = phase.cos().repeat(1, 2).to(x.dtype), phase.sin().repeat(1, 2).to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return x * cos + torch.cat((-x2, x1), -1) * sin
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, self.heads, self.theta = c["d_model"], c["n_heads"], c.get("rope_theta", 10000.0)
+        self.attention_norm, self.ffn_norm = RMSNorm(d), RMSNorm(d)
+        self.q_proj, self.k_proj = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
+        self.v_proj, self.o_proj = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
+        self.ffn = SwiGLU(d, c["ffn_dim"])
+
+    def forward(self, h):
+        x = self.attention_norm(h)
+        B, L, D = x.shape
+        split = lambda t: t.view(B, L, self.heads, -1).transpose(1, 2)  # noqa: E731
+        q = rotate_half(split(self.q_proj(x)), self.theta)
+        k = rotate_half(split(self.k_proj(x)), self.theta)
+        o = F.scaled_dot_product_attention(q, k, split(self.v_proj(x)), is_causal=True)
+        h = h + self.o_proj(o.transpose(1, 2).reshape(B, L, D))
+        return h + self.ffn(self.ffn_norm(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c["vocab_size"], c["d_model"])
+        self.layers = nn.ModuleList(LlamaBlock(c) for _ in range(c["n_layers"]))
+        self.norm = RMSNorm(c["d_model"])
+        self.lm_head = nn.Linear(c["d_model"], c["vocab_size"], bias=False)
+
+    def forward(self, ids):
+        h = self.embed_tokens(ids)
+        for layer in self.layers:
+            h = layer(h)
+        return self.lm_head(self.norm(h))
+
+
+def scan_readouts(x, dt, A, Bm, Cs, chunk=32):
     """h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t per channel; returns [C_t . h_t for each C in Cs].
     x, dt: [b, L, d]; A: [d, n]; Bm and each C: [b, L, n]. In f32, a chunk of states at a time:
     within a chunk h_t = e^{S_t} (h_0 + sum_{s<=t} e^{-S_s} u_s), S the running sum of dt A."""
@@ -221,7 +323,7 @@ def gemm_weights(model):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="densretnet,densemamba")
+    parser.add_argument("--models", default="densretnet,retnet,densemamba,mamba,llama")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=50)
@@ -244,10 +346,13 @@ def main():
     print(f"training step on cuda (bf16 autocast), batch {args.batch} x {args.seq_len} tokens, "
           f"{args.steps} steps after {args.warmup} warm-up")
     print(f"{'model':<36} {'params':>10} {'tokens/s':>12} {'ms/step':>10} {'MFU':>7} {'peak GiB':>10}")
-    files = {"densretnet": "densretnet-350m.json", "densemamba": "densemamba-360m.json"}
+    files = {"densretnet": "densretnet-350m.json", "retnet": "retnet-350m.json",
+             "densemamba": "densemamba-360m.json", "mamba": "mamba-360m.json", "llama": "llama-350m.json"}
+    classes = {"densretnet": DenseRetNet, "retnet": RetNet, "densemamba": DenseMamba, "mamba": DenseMamba,
+               "llama": Llama}
     for name in args.models.split(","):
         c = json.load(open(os.path.join(root, files[name])))
-        model = (DenseRetNet(c) if name == "densretnet" else DenseMamba(c)).to(device)
+        model = classes[name](c).to(device)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
         no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
