@@ -48,6 +48,17 @@ Tensor retention_parallel(const Tensor& q, const Tensor& k, const Tensor& v,
 Tensor retention_chunkwise(const Tensor& q, const Tensor& k, const Tensor& v, int64_t chunk_size,
                            const RetentionOptions& options = {});
 
+// The recurrent state after a whole sequence of `length` tokens that follows `initial_state`
+// (RetNet Eq. 6 unrolled; the chunkwise form's U_j with one chunk):
+//   S_T = gamma^T S_0 + sum_{m < T} gamma^(T-1-m) k_m^T v_m = gamma^T S_0 + (Γ K)^T V,
+// Γ = diag(gamma^(T-1-m)). k [batch, heads, length, dk], v [batch, heads, length, dv];
+// initial_state [batch, heads, dk, dv], or undefined for S_0 = 0 (a sequence from position 0).
+// Returns [batch, heads, dk, dv]: the state retention_step would hold after the last token.
+// Composed of matmul and elementwise products with constant decays, so autograd gives the
+// backward.
+Tensor retention_final_state(const Tensor& k, const Tensor& v, const Tensor& initial_state = {},
+                             const RetentionOptions& options = {});
+
 struct RetentionStepResult {
   Tensor out;    // [batch, heads, dv]
   Tensor state;  // [batch, heads, dk, dv], S_n
