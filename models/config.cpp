@@ -205,6 +205,34 @@ void write_dense(nlohmann::json& json, const nn::DenseConnectionOptions& dense) 
 
 constexpr int64_t kMaxWidth = int64_t{1} << 20;
 
+// The fields DenseRetNet and RetNet share: heads, the q/k and v widths (each split evenly into
+// the heads, q/k heads of even width for rotary), norm eps, dropout, init std, retention form.
+template <typename Config>
+void read_retention_model(ConfigReader& reader, Config& c) {
+  c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
+  c.qk_dim = reader.integer("qk_dim", 1, kMaxWidth);
+  c.v_dim = reader.integer("v_dim", 1, kMaxWidth);
+  check_heads(reader, "qk_dim", c.qk_dim, c.n_heads, true);
+  check_heads(reader, "v_dim", c.v_dim, c.n_heads, false);
+  c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
+  c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
+  c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
+  read_retention(reader, c.retention);
+}
+
+template <typename Config>
+nlohmann::json retention_model_json(const Config& c) {
+  nlohmann::json json = model_fields_json(c);
+  json["n_heads"] = c.n_heads;
+  json["qk_dim"] = c.qk_dim;
+  json["v_dim"] = c.v_dim;
+  json["norm_eps"] = c.norm_eps;
+  json["dropout"] = c.dropout;
+  json["init_std"] = c.init_std;
+  write_retention(json, c.retention);
+  return json;
+}
+
 }  // namespace
 
 // ---- DenseRetNet
@@ -215,30 +243,15 @@ DenseRetNetConfig DenseRetNetConfig::from_json(const nlohmann::json& json) {
   DenseRetNetConfig c;
   read_model_fields(reader, c);
   expect_arch(reader, c, "densretnet");
-  c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
-  c.qk_dim = reader.integer("qk_dim", 1, kMaxWidth);
-  c.v_dim = reader.integer("v_dim", 1, kMaxWidth);
-  c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
-  c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
-  c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
-  read_retention(reader, c.retention);
+  read_retention_model(reader, c);
   read_dense(reader, c.dense);
-  check_heads(reader, "qk_dim", c.qk_dim, c.n_heads, true);
-  check_heads(reader, "v_dim", c.v_dim, c.n_heads, false);
   c.dense.norm_eps = c.norm_eps;
   reader.finish();
   return c;
 }
 
 nlohmann::json DenseRetNetConfig::to_json() const {
-  nlohmann::json json = model_fields_json(*this);
-  json["n_heads"] = n_heads;
-  json["qk_dim"] = qk_dim;
-  json["v_dim"] = v_dim;
-  json["norm_eps"] = norm_eps;
-  json["dropout"] = dropout;
-  json["init_std"] = init_std;
-  write_retention(json, retention);
+  nlohmann::json json = retention_model_json(*this);
   write_dense(json, dense);
   return json;
 }
@@ -251,30 +264,15 @@ RetNetConfig RetNetConfig::from_json(const nlohmann::json& json) {
   RetNetConfig c;
   read_model_fields(reader, c);
   expect_arch(reader, c, "retnet");
-  c.n_heads = reader.integer("n_heads", c.n_heads, 1, 1024);
-  c.qk_dim = reader.integer("qk_dim", 1, kMaxWidth);
-  c.v_dim = reader.integer("v_dim", 1, kMaxWidth);
+  read_retention_model(reader, c);
   c.ffn_dim = reader.integer("ffn_dim", 1, kMaxWidth);
-  c.norm_eps = reader.real("norm_eps", c.norm_eps, 0.0, 1.0);
-  c.dropout = reader.real("dropout", c.dropout, 0.0, 0.99);
-  c.init_std = reader.real("init_std", c.init_std, 0.0, 10.0);
-  read_retention(reader, c.retention);
-  check_heads(reader, "qk_dim", c.qk_dim, c.n_heads, true);
-  check_heads(reader, "v_dim", c.v_dim, c.n_heads, false);
   reader.finish();
   return c;
 }
 
 nlohmann::json RetNetConfig::to_json() const {
-  nlohmann::json json = model_fields_json(*this);
-  json["n_heads"] = n_heads;
-  json["qk_dim"] = qk_dim;
-  json["v_dim"] = v_dim;
+  nlohmann::json json = retention_model_json(*this);
   json["ffn_dim"] = ffn_dim;
-  json["norm_eps"] = norm_eps;
-  json["dropout"] = dropout;
-  json["init_std"] = init_std;
-  write_retention(json, retention);
   return json;
 }
 
