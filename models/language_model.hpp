@@ -6,6 +6,8 @@
 //   forward(ids [B, T])        -> logits [B, T, V]   the parallel (training) form
 //   step(ids [B], state)       -> logits [B, V]      one token, carrying `state` (KV cache,
 //                                                     retention states, SSM states) forward
+//   prefill(ids [B, T], state) -> logits [B, V]      a whole prompt through the parallel form,
+//                                                     leaving `state` as T steps would
 // Feeding tokens 0..T-1 one by one through step gives the rows of forward's logits.
 #pragma once
 
@@ -42,6 +44,14 @@ class LanguageModel : public nn::Module {
   // ids: [batch], the token at position state.position of each sequence. Returns logits
   // [batch, vocab_size] and advances the state by one token. Run it under NoGradGuard.
   virtual Tensor step(const Tensor& ids, State& state) = 0;
+
+  // ids: [batch, length], the tokens at positions state.position .. state.position + length - 1.
+  // Returns the logits [batch, vocab_size] of the last one and advances the state by `length`
+  // tokens: the state and all later step() logits equal those of `length` calls of step, but the
+  // prompt runs through the parallel (training) form in one pass. The retention models and LLaMA
+  // continue any state; Mamba and DenseMamba take only a fresh one (position 0: their scan starts
+  // from a zero state) and throw otherwise. Run it under NoGradGuard.
+  virtual Tensor prefill(const Tensor& ids, State& state) = 0;
 
   // The configuration the model was built from; config().to_json() rebuilds it via make_model.
   virtual const ModelConfig& config() const = 0;

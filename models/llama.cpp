@@ -100,19 +100,29 @@ std::unique_ptr<State> Llama::new_state(int64_t batch) const {
   return state;
 }
 
+// One token is a prompt of length 1: step and prefill run the same cached attention.
 Tensor Llama::step(const Tensor& ids, State& state) {
   check_token_ids(ids, 1, "Llama::step");
+  return extend(ids.unsqueeze(1), state, "Llama::step");
+}
+
+Tensor Llama::prefill(const Tensor& ids, State& state) {
+  check_token_ids(ids, 2, "Llama::prefill");
+  return extend(ids, state, "Llama::prefill");
+}
+
+Tensor Llama::extend(const Tensor& ids, State& state, const char* where) {
   auto* cache = dynamic_cast<KVCacheState*>(&state);
-  check(cache != nullptr && cache->keys.size() == layers_->size(), "Llama::step",
+  check(cache != nullptr && cache->keys.size() == layers_->size(), where,
         "expected a state from this model's new_state() ({} layers)", layers_->size());
-  check(cache->batch == ids.size(0), "Llama::step", "the cache holds {} sequences, the ids {}",
+  check(cache->batch == ids.size(0), where, "the cache holds {} sequences, the ids {}",
         cache->batch, ids.size(0));
-  Tensor h = embed_tokens_->forward(ids.unsqueeze(1));
+  Tensor h = embed_tokens_->forward(ids);
   for (size_t l = 0; l < layers_->size(); ++l) {
     h = (*layers_)[l].forward(h, &cache->keys[l], &cache->values[l]);
   }
-  ++cache->position;
-  return lm_head_->forward(norm_->forward(h)).select(1, 0);
+  cache->position += ids.size(1);
+  return lm_head_->forward(norm_->forward(h.select(1, h.size(1) - 1)));
 }
 
 }  // namespace dssm::models

@@ -53,9 +53,13 @@ class Llama : public LanguageModel {
   Tensor forward(const Tensor& ids) override;
   std::unique_ptr<State> new_state(int64_t batch) const override;
   Tensor step(const Tensor& ids, State& state) override;
+  Tensor prefill(const Tensor& ids, State& state) override;
   const LlamaConfig& config() const override { return config_; }
 
  private:
+  // ids [B, T] after the cached tokens: appended to the cache; the last one's logits [B, V].
+  Tensor extend(const Tensor& ids, State& state, const char* where);
+
   LlamaConfig config_;
   std::shared_ptr<nn::Embedding> embed_tokens_;
   std::shared_ptr<nn::ModuleList<LlamaBlock>> layers_;

@@ -30,6 +30,10 @@ Tensor MambaModel::logits(const Tensor& hidden) const {
 Tensor MambaModel::forward(const Tensor& ids) {
   check(ids.defined() && ids.dim() == 2, "MambaModel::forward",
         "expected ids [batch, length], got {}", ids.defined() ? describe(ids) : "none");
+  return logits(run(ids, nullptr));
+}
+
+Tensor MambaModel::run(const Tensor& ids, MambaState* state) {
   Tensor h = embed_tokens_->forward(ids);  // [B, T, d]
   std::vector<DenseSource> recent;         // the sources of the shallower layers, nearest first
   for (int64_t l = 0; l < config_.n_layers; ++l) {
@@ -37,13 +41,14 @@ Tensor MambaModel::forward(const Tensor& ids) {
     const std::vector<DenseSource> previous(recent.begin(),
                                             recent.begin() + b.mixer().dense_inputs());
     DenseSource own;
-    h = h + b.mixer().forward(b.norm().forward(h), previous, own);
+    MixerState* final_state = state ? &state->layers[static_cast<size_t>(l)] : nullptr;
+    h = h + b.mixer().forward(b.norm().forward(h), previous, own, final_state);
     if (config_.dense) {
       recent.insert(recent.begin(), std::move(own));
       if (static_cast<int64_t>(recent.size()) > config_.dense_options.m) recent.pop_back();
     }
   }
-  return logits(h);
+  return h;
 }
 
 std::unique_ptr<State> MambaModel::new_state(int64_t batch) const {
@@ -55,12 +60,33 @@ std::unique_ptr<State> MambaModel::new_state(int64_t batch) const {
   return state;
 }
 
+MambaState& MambaModel::state_of(State& state, const char* where) const {
+  auto* s = dynamic_cast<MambaState*>(&state);
+  check(s != nullptr && static_cast<int64_t>(s->layers.size()) == config_.n_layers, where,
+        "expected a state made by this model's new_state ({} layers)", config_.n_layers);
+  return *s;
+}
+
+Tensor MambaModel::prefill(const Tensor& ids, State& state) {
+  const char* op = "MambaModel::prefill";
+  check_token_ids(ids, 2, op);
+  MambaState& s = state_of(state, op);
+  const int64_t batch = s.layers.front().ssm.size(0);
+  check(ids.size(0) == batch, op, "expected ids [{}, length] (the state's batch), got {}", batch,
+        describe(ids));
+  check(s.position == 0, op,
+        "the parallel scan starts from a zero state, so a prompt is prefilled only into a fresh "
+        "state (position 0); this one is at {}: feed the tokens through step instead",
+        s.position);
+  const Tensor h = run(ids, &s);
+  s.position += ids.size(1);
+  return logits(h.select(1, h.size(1) - 1));
+}
+
 Tensor MambaModel::step(const Tensor& ids, State& state) {
   const char* op = "MambaModel::step";
-  auto* s = dynamic_cast<MambaState*>(&state);
-  check(s != nullptr && static_cast<int64_t>(s->layers.size()) == config_.n_layers, op,
-        "expected a state made by this model's new_state ({} layers)", config_.n_layers);
-  const int64_t batch = s->layers.front().ssm.size(0);
+  MambaState& s = state_of(state, op);
+  const int64_t batch = s.layers.front().ssm.size(0);
   check(ids.defined() && ids.dim() == 1 && ids.size(0) == batch, op,
         "expected ids [{}] (the state's batch), got {}", batch,
         ids.defined() ? describe(ids) : "none");
@@ -71,13 +97,13 @@ Tensor MambaModel::step(const Tensor& ids, State& state) {
     const std::vector<DenseStepSource> previous(recent.begin(),
                                                 recent.begin() + b.mixer().dense_inputs());
     DenseStepSource own;
-    h = h + b.mixer().step(b.norm().forward(h), s->layers[static_cast<size_t>(l)], previous, own);
+    h = h + b.mixer().step(b.norm().forward(h), s.layers[static_cast<size_t>(l)], previous, own);
     if (config_.dense) {
       recent.insert(recent.begin(), std::move(own));
       if (static_cast<int64_t>(recent.size()) > config_.dense_options.m) recent.pop_back();
     }
   }
-  ++state.position;
+  ++s.position;
   return logits(h);
 }
 

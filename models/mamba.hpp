@@ -46,6 +46,8 @@ class MambaModel : public LanguageModel {
   Tensor forward(const Tensor& ids) override;
   std::unique_ptr<State> new_state(int64_t batch) const override;
   Tensor step(const Tensor& ids, State& state) override;
+  // A fresh state only (position 0): the parallel scan starts from a zero state.
+  Tensor prefill(const Tensor& ids, State& state) override;
   const ModelConfig& config() const override { return config_; }
 
   const MambaConfig& mamba_config() const { return config_; }
@@ -53,6 +55,10 @@ class MambaModel : public LanguageModel {
 
  private:
   Tensor logits(const Tensor& hidden) const;  // final norm, tied LM head
+  // The residual stream after the last layer, h [B, T, d]; with `state`, every layer's final
+  // recurrent state is written to it (MambaMixer::forward).
+  Tensor run(const Tensor& ids, MambaState* state);
+  MambaState& state_of(State& state, const char* where) const;  // checks it is this model's
 
   MambaConfig config_;
   std::shared_ptr<nn::Embedding> embed_tokens_;

@@ -1,5 +1,6 @@
 #include "models/mamba_mixer.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/grad_mode.hpp"
@@ -37,6 +38,16 @@ void init_A_log(const Tensor& A_log) {
 
 double fan_in_bound(int64_t fan_in) {
   return 1.0 / std::sqrt(static_cast<double>(fan_in));
+}
+
+// The conv state after the inputs x [batch, di, length]: the last d_conv - 1 inputs of the
+// carried ones followed by x, oldest first (zeros before the start of the sequence).
+Tensor conv_state_after(const Tensor& carried, const Tensor& x) {
+  const int64_t keep = carried.size(2), length = x.size(2);
+  const int64_t taken = std::min(keep, length);
+  return concat({carried, x.narrow(2, length - taken, taken)}, 2)
+      .narrow(2, taken, keep)
+      .contiguous();
 }
 
 }  // namespace
@@ -83,7 +94,7 @@ MambaMixer::Projected MambaMixer::project(const Tensor& x) const {
 }
 
 Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& previous,
-                           DenseSource& source) const {
+                           DenseSource& source, MixerState* final_state) const {
   check(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer",
         "expected the sources of {} shallower layers, got {}", dense_inputs(), previous.size());
   const int64_t di = config_.d_inner();
@@ -92,6 +103,7 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
   const std::vector<Tensor> xz = split(in_proj_->forward(u_in), {di, di}, -1);  // [B, T, di]
   const Tensor& z = xz[1];
   Tensor x = conv1d_->forward(xz[0].transpose(1, 2), true).transpose(1, 2);
+  if (final_state) final_state->conv = conv_state_after(final_state->conv, xz[0].transpose(1, 2));
   source.x = x;
   if (fuse && !paper) {  // variant "input": x^l + sum_i phi_i(x^{l-i})
     std::vector<Tensor> shallower;
@@ -109,20 +121,26 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                  .delta_bias = dt_proj_->bias(),
                  .delta_softplus = true};
   const ScanSource& s = source.scan;
-  Tensor y;
+  ScanInputs in{.u = s.u,
+                .delta = s.delta,
+                .A = s.A,
+                .B = s.B,
+                .C = C,
+                .D = D_,
+                .z = z.transpose(1, 2),
+                .delta_bias = s.delta_bias,
+                .delta_softplus = true};
+  if (fuse && paper) in.D = Tensor(), in.z = Tensor();  // the read-out C h alone
+  const ScanResult scan = selective_scan(in, final_state != nullptr);
+  if (final_state) final_state->ssm = scan.last_state;
+  Tensor y = scan.y.transpose(1, 2);
   if (fuse && paper) {
     // y = C (h + sum_i phi_i(h^{l-i})) + D x = phi-fusion of the read-outs, then + D x.
     std::vector<ScanSource> shallower;
     for (const DenseSource& prev : previous) shallower.push_back(prev.scan);
     std::vector<Tensor> readouts = cross_layer_readout(shallower, C);
     for (Tensor& r : readouts) r = r.transpose(1, 2);
-    const Tensor Ch =
-        selective_scan(s.u, s.delta, s.A, s.B, C, Tensor(), Tensor(), s.delta_bias, true)
-            .transpose(1, 2);
-    y = (dense_->forward(Ch, u_in, readouts) + x * D_) * silu(z);
-  } else {
-    y = selective_scan(s.u, s.delta, s.A, s.B, C, D_, z.transpose(1, 2), s.delta_bias, true)
-            .transpose(1, 2);
+    y = (dense_->forward(y, u_in, readouts) + x * D_) * silu(z);
   }
   return out_proj_->forward(y);
 }

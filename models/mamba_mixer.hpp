@@ -56,9 +56,11 @@ class MambaMixer : public nn::Module {
 
   // u_in [batch, length, d] (the normed residual stream); previous: the sources of the
   // dense_inputs() shallower layers, nearest first. Returns out [batch, length, d] and this
-  // layer's own source in `source`.
-  Tensor forward(const Tensor& u_in, const std::vector<DenseSource>& previous,
-                 DenseSource& source) const;
+  // layer's own source in `source`. With `final_state` (prefill), its conv inputs are followed
+  // by this sequence's and its SSM state is replaced by the scan's last (the scan itself starts
+  // from zero, so the SSM state must be a fresh one): what `length` steps would leave.
+  Tensor forward(const Tensor& u_in, const std::vector<DenseSource>& previous, DenseSource& source,
+                 MixerState* final_state = nullptr) const;
 
   // One token: u_in [batch, d]; state advanced in place; previous as in forward.
   Tensor step(const Tensor& u_in, MixerState& state, const std::vector<DenseStepSource>& previous,

@@ -4,8 +4,10 @@
 
 #include "nn/init.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/matmul.hpp"
 #include "ops/norm.hpp"
 #include "ops/retention.hpp"
+#include "ops/retention_common.hpp"
 #include "ops/rotary.hpp"
 #include "ops/shape.hpp"
 #include "tensor/error.hpp"
@@ -35,9 +37,53 @@ Tensor retention_recurrent(const Tensor& q, const Tensor& k, const Tensor& v) {
   return stack(outputs, 2);
 }
 
-// Output n of the lm head for every position: RMSNorm then the LM head (untied, Sec. 4.1).
+// Retention of rotated q, k and v [B, heads, T, d] in the settings' form, rows normalised as
+// positions 0 .. T-1 with nothing before them.
+Tensor retention_in_form(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const RetentionSettings& settings) {
+  if (settings.form == "chunkwise") return retention_chunkwise(q, k, v, settings.chunk_size);
+  if (settings.form == "recurrent") return retention_recurrent(q, k, v);
+  return retention_parallel(q, k, v);
+}
+
+// The rows o [B, heads, T, dv] of a prompt computed as if it started at position 0, moved to
+// positions p .. p+T-1 after the state S = S_{p-1}: row i gets r_{p+i} instead of r_i, and also
+// sees S decayed by gamma^(i+1) (the inter-chunk term of the chunkwise form, RetNet Eq. 7):
+//   o_{p+i} = (r_{p+i} / r_i) o_i + r_{p+i} gamma^(i+1) q_i S.
+Tensor continue_after_state(const Tensor& o, const Tensor& q, const Tensor& state, int64_t p) {
+  const int64_t heads = q.size(1), length = q.size(2);
+  const RetentionDecay decay{retention_default_gammas(heads)};
+  const auto per_row = [&](const std::function<double(int64_t, int64_t)>& value) {
+    return per_head_table(heads, length, value, q.dtype(), q.device()).unsqueeze(-1);
+  };
+  const Tensor rescale = per_row(
+      [&](int64_t h, int64_t i) { return decay.row_scale(h, p + i) / decay.row_scale(h, i); });
+  const Tensor carry = per_row([&](int64_t h, int64_t i) {
+    return decay.row_scale(h, p + i) * decay.power(h, static_cast<double>(i + 1));
+  });
+  return o * rescale + matmul(q * carry, state);
+}
+
+// RMSNorm then the LM head (untied, Sec. 4.1), at every position of h.
 Tensor logits_of(const nn::RMSNorm& norm, const nn::Linear& lm_head, const Tensor& h) {
   return lm_head.forward(norm.forward(h));
+}
+
+// h [B, T, d] -> [B, d] at the last position: the only logits step and prefill return.
+Tensor last_position(const Tensor& h) {
+  return h.select(1, h.size(1) - 1);
+}
+
+// A zero state per layer (new_state of both models), on `like`'s dtype and device.
+std::unique_ptr<State> zero_retention_state(int64_t batch, int64_t layers, int64_t heads,
+                                            int64_t qk_dim, int64_t v_dim, const Tensor& like) {
+  check(batch > 0, "new_state", "expected a positive batch, got {}", batch);
+  auto state = std::make_unique<RetentionState>();
+  for (int64_t l = 0; l < layers; ++l) {
+    state->layers.push_back(
+        Tensor::zeros({batch, heads, qk_dim / heads, v_dim / heads}, like.dtype(), like.device()));
+  }
+  return state;
 }
 
 RetentionState& retention_state_of(State& state, size_t layers, int64_t batch,
@@ -50,18 +96,43 @@ RetentionState& retention_state_of(State& state, size_t layers, int64_t batch,
   return *retention;
 }
 
+using RetentionOfLayer = std::function<RetentionFn(size_t layer)>;
+
+// Every layer's retention for forward: whole sequences in the settings' form.
+RetentionOfLayer sequence_retention(int64_t heads, const RetentionSettings& settings) {
+  return [heads, &settings](size_t) -> RetentionFn {
+    return [heads, &settings](const Tensor& q, const Tensor& k, const Tensor& v) {
+      return multi_scale_retention(q, k, v, heads, settings);
+    };
+  };
+}
+
+// Layer l's retention for step: one token at s.position, advancing s.layers[l].
+RetentionOfLayer step_retention(int64_t heads, RetentionState& s) {
+  return [heads, &s](size_t layer) -> RetentionFn {
+    return [heads, &s, layer](const Tensor& q, const Tensor& k, const Tensor& v) {
+      return multi_scale_retention_step(q, k, v, heads, s.layers[layer], s.position);
+    };
+  };
+}
+
+// Layer l's retention for prefill: a prompt from s.position on, advancing s.layers[l].
+RetentionOfLayer prefill_retention(int64_t heads, const RetentionSettings& settings,
+                                   RetentionState& s) {
+  return [heads, &settings, &s](size_t layer) -> RetentionFn {
+    return [heads, &settings, &s, layer](const Tensor& q, const Tensor& k, const Tensor& v) {
+      return multi_scale_retention_prefill(q, k, v, heads, settings, s.layers[layer], s.position);
+    };
+  };
+}
+
 }  // namespace
 
 // RetNet Eq. 5-8 per head, with the rotary of Sec. 2.1 ("xpos" without its scaling).
 Tensor multi_scale_retention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                              const RetentionSettings& settings) {
   const Tensor qh = rotary(split_heads(q, heads)), kh = rotary(split_heads(k, heads));
-  const Tensor vh = split_heads(v, heads);
-  if (settings.form == "chunkwise") {
-    return merge_heads(retention_chunkwise(qh, kh, vh, settings.chunk_size));
-  }
-  if (settings.form == "recurrent") return merge_heads(retention_recurrent(qh, kh, vh));
-  return merge_heads(retention_parallel(qh, kh, vh));
+  return merge_heads(retention_in_form(qh, kh, split_heads(v, heads), settings));
 }
 
 Tensor multi_scale_retention_step(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
@@ -72,6 +143,21 @@ Tensor multi_scale_retention_step(const Tensor& q, const Tensor& k, const Tensor
       retention_step(qh, kh, split_heads(v, heads).select(2, 0), state, position);
   state = r.state;
   return merge_heads(r.out.unsqueeze(2));
+}
+
+// The prompt's rows in the parallel or chunkwise form (RetNet Eq. 5 / 7), moved after the
+// carried state when the prompt does not start at 0, and the state after the prompt,
+// S = gamma^T S_prev + sum_m gamma^(T-1-m) k_m^T v_m (Eq. 6 unrolled).
+Tensor multi_scale_retention_prefill(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     int64_t heads, const RetentionSettings& settings,
+                                     Tensor& state, int64_t position) {
+  const Tensor qh = rotary(split_heads(q, heads), position);
+  const Tensor kh = rotary(split_heads(k, heads), position);
+  const Tensor vh = split_heads(v, heads);
+  Tensor o = retention_in_form(qh, kh, vh, settings);
+  if (position > 0) o = continue_after_state(o, qh, state, position);
+  state = retention_final_state(kh, vh, state);
+  return merge_heads(o);
 }
 
 // ---- DenseRetNet --------------------------------------------------------------------------------
@@ -155,39 +241,38 @@ Tensor DenseRetNet::run(const Tensor& h_in,
     values.insert(values.begin(), out.v);
     if (static_cast<int64_t>(keys.size()) > config_.dense.m) keys.pop_back(), values.pop_back();
   }
-  return logits_of(*norm_, *lm_head_, h);
+  return h;
 }
 
 Tensor DenseRetNet::forward(const Tensor& ids) {
   check_token_ids(ids, 2, "DenseRetNet::forward");
-  const RetentionFn retention = [this](const Tensor& q, const Tensor& k, const Tensor& v) {
-    return multi_scale_retention(q, k, v, config_.n_heads, config_.retention);
-  };
-  return run(embed_tokens_->forward(ids), [&](size_t) { return retention; });
+  const Tensor h =
+      run(embed_tokens_->forward(ids), sequence_retention(config_.n_heads, config_.retention));
+  return logits_of(*norm_, *lm_head_, h);
 }
 
 std::unique_ptr<State> DenseRetNet::new_state(int64_t batch) const {
-  auto state = std::make_unique<RetentionState>();
-  const Tensor& w = embed_tokens_->weight();
-  const int64_t dk = config_.qk_dim / config_.n_heads, dv = config_.v_dim / config_.n_heads;
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
-    state->layers.push_back(Tensor::zeros({batch, config_.n_heads, dk, dv}, w.dtype(), w.device()));
-  }
-  return state;
+  return zero_retention_state(batch, config_.n_layers, config_.n_heads, config_.qk_dim,
+                              config_.v_dim, embed_tokens_->weight());
 }
 
 Tensor DenseRetNet::step(const Tensor& ids, State& state) {
   check_token_ids(ids, 1, "DenseRetNet::step");
   RetentionState& s = retention_state_of(state, layers_->size(), ids.size(0), "DenseRetNet::step");
-  const int64_t position = s.position;
-  const Tensor logits =
-      run(embed_tokens_->forward(ids.unsqueeze(1)), [&](size_t layer) -> RetentionFn {
-        return [&, layer](const Tensor& q, const Tensor& k, const Tensor& v) {
-          return multi_scale_retention_step(q, k, v, config_.n_heads, s.layers[layer], position);
-        };
-      });
+  const Tensor h =
+      run(embed_tokens_->forward(ids.unsqueeze(1)), step_retention(config_.n_heads, s));
   ++s.position;
-  return logits.select(1, 0);
+  return logits_of(*norm_, *lm_head_, last_position(h));
+}
+
+Tensor DenseRetNet::prefill(const Tensor& ids, State& state) {
+  check_token_ids(ids, 2, "DenseRetNet::prefill");
+  RetentionState& s =
+      retention_state_of(state, layers_->size(), ids.size(0), "DenseRetNet::prefill");
+  const Tensor h =
+      run(embed_tokens_->forward(ids), prefill_retention(config_.n_heads, config_.retention, s));
+  s.position += ids.size(1);
+  return logits_of(*norm_, *lm_head_, last_position(h));
 }
 
 // ---- RetNet -------------------------------------------------------------------------------------
@@ -242,37 +327,40 @@ RetNet::RetNet(const RetNetConfig& config, uint64_t seed) : LanguageModel(seed),
       "lm_head", std::make_shared<nn::Linear>(c.d_model, c.vocab_size, false, gen, c.init_std));
 }
 
+Tensor RetNet::run(const Tensor& h_in, const std::function<RetentionFn(size_t)>& retention_of) {
+  Tensor h = h_in;
+  for (size_t l = 0; l < layers_->size(); ++l) h = (*layers_)[l].forward(h, retention_of(l));
+  return h;
+}
+
 Tensor RetNet::forward(const Tensor& ids) {
   check_token_ids(ids, 2, "RetNet::forward");
-  const RetentionFn retention = [this](const Tensor& q, const Tensor& k, const Tensor& v) {
-    return multi_scale_retention(q, k, v, config_.n_heads, config_.retention);
-  };
-  Tensor h = embed_tokens_->forward(ids);
-  for (size_t l = 0; l < layers_->size(); ++l) h = (*layers_)[l].forward(h, retention);
+  const Tensor h =
+      run(embed_tokens_->forward(ids), sequence_retention(config_.n_heads, config_.retention));
   return logits_of(*norm_, *lm_head_, h);
 }
 
 std::unique_ptr<State> RetNet::new_state(int64_t batch) const {
-  auto state = std::make_unique<RetentionState>();
-  const Tensor& w = embed_tokens_->weight();
-  const int64_t dk = config_.qk_dim / config_.n_heads, dv = config_.v_dim / config_.n_heads;
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
-    state->layers.push_back(Tensor::zeros({batch, config_.n_heads, dk, dv}, w.dtype(), w.device()));
-  }
-  return state;
+  return zero_retention_state(batch, config_.n_layers, config_.n_heads, config_.qk_dim,
+                              config_.v_dim, embed_tokens_->weight());
 }
 
 Tensor RetNet::step(const Tensor& ids, State& state) {
   check_token_ids(ids, 1, "RetNet::step");
   RetentionState& s = retention_state_of(state, layers_->size(), ids.size(0), "RetNet::step");
-  Tensor h = embed_tokens_->forward(ids.unsqueeze(1));
-  for (size_t l = 0; l < layers_->size(); ++l) {
-    h = (*layers_)[l].forward(h, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
-      return multi_scale_retention_step(q, k, v, config_.n_heads, s.layers[l], s.position);
-    });
-  }
+  const Tensor h =
+      run(embed_tokens_->forward(ids.unsqueeze(1)), step_retention(config_.n_heads, s));
   ++s.position;
-  return logits_of(*norm_, *lm_head_, h).select(1, 0);
+  return logits_of(*norm_, *lm_head_, last_position(h));
+}
+
+Tensor RetNet::prefill(const Tensor& ids, State& state) {
+  check_token_ids(ids, 2, "RetNet::prefill");
+  RetentionState& s = retention_state_of(state, layers_->size(), ids.size(0), "RetNet::prefill");
+  const Tensor h =
+      run(embed_tokens_->forward(ids), prefill_retention(config_.n_heads, config_.retention, s));
+  s.position += ids.size(1);
+  return logits_of(*norm_, *lm_head_, last_position(h));
 }
 
 }  // namespace dssm::models

@@ -30,6 +30,14 @@ Tensor multi_scale_retention(const Tensor& q, const Tensor& k, const Tensor& v, 
 Tensor multi_scale_retention_step(const Tensor& q, const Tensor& k, const Tensor& v, int64_t heads,
                                   Tensor& state, int64_t position);
 
+// The same for a prompt of T tokens at positions position .. position+T-1 that follow `state`
+// (S just before the prompt, [B, heads, dk, dv_head]; zero at position 0), computed in
+// settings.form; `state` is replaced by S after the prompt's last token, the state T calls of
+// multi_scale_retention_step would leave.
+Tensor multi_scale_retention_prefill(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     int64_t heads, const RetentionSettings& settings,
+                                     Tensor& state, int64_t position);
+
 // What step() carries per sequence: one retention state per layer.
 struct RetentionState : State {
   std::vector<Tensor> layers;  // [batch, heads, dk, dv_head] each
@@ -76,9 +84,11 @@ class DenseRetNet : public LanguageModel {
   Tensor forward(const Tensor& ids) override;
   std::unique_ptr<State> new_state(int64_t batch) const override;
   Tensor step(const Tensor& ids, State& state) override;
+  Tensor prefill(const Tensor& ids, State& state) override;
   const DenseRetNetConfig& config() const override { return config_; }
 
  private:
+  // The residual stream after the last block, each block's retention given by retention_of.
   Tensor run(const Tensor& h, const std::function<RetentionFn(size_t layer)>& retention_of);
 
   DenseRetNetConfig config_;
@@ -115,9 +125,13 @@ class RetNet : public LanguageModel {
   Tensor forward(const Tensor& ids) override;
   std::unique_ptr<State> new_state(int64_t batch) const override;
   Tensor step(const Tensor& ids, State& state) override;
+  Tensor prefill(const Tensor& ids, State& state) override;
   const RetNetConfig& config() const override { return config_; }
 
  private:
+  // The residual stream after the last block, each block's retention given by retention_of.
+  Tensor run(const Tensor& h, const std::function<RetentionFn(size_t layer)>& retention_of);
+
   RetNetConfig config_;
   std::shared_ptr<nn::Embedding> embed_tokens_;
   std::shared_ptr<nn::ModuleList<RetNetBlock>> layers_;
