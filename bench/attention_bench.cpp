@@ -3,7 +3,8 @@
 // (causal_attention_composite: bmm, masked_fill, softmax, bmm), at LLaMA-350M's attention shape
 // (16 heads of 64, 2048 tokens) for batch 4 and 8 by default.
 //
-//   attention_bench [--batch 4,8] [--heads 16] [--length 2048] [--dim 64] [--iters 20]
+//   attention_bench [--device cuda:0] [--dtype bf16] [--batch 4,8] [--heads 16] [--length 2048]
+//                   [--dim 64] [--iters 20]
 //
 // Each time is the mean of N synchronised iterations after one warm-up (which also builds cuDNN's
 // plans). TFLOP/s counts the causal half of the GEMMs: forward 2 B H T^2 d (Q K^T and P V),
@@ -12,10 +13,9 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <sstream>
-#include <string>
 #include <vector>
 
+#include "bench/flags.hpp"
 #include "cuda/backend.hpp"
 #include "ops/attention.hpp"
 #if DSSM_WITH_CUDA
@@ -25,38 +25,6 @@
 using namespace dssm;
 
 namespace {
-
-struct Config {
-  std::vector<int64_t> batches{4, 8};
-  int64_t heads = 16, length = 2048, dim = 64, iters = 20;
-};
-
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> values;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) values.push_back(std::stoll(item));
-  return values;
-}
-
-Config parse(int argc, char** argv) {
-  Config c;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--batch")
-      c.batches = parse_list(value);
-    else if (key == "--heads")
-      c.heads = std::stoll(value);
-    else if (key == "--length")
-      c.length = std::stoll(value);
-    else if (key == "--dim")
-      c.dim = std::stoll(value);
-    else if (key == "--iters")
-      c.iters = std::stoll(value);
-    else
-      fail("attention_bench", "unknown option {}", key);
-  }
-  return c;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -103,30 +71,36 @@ void print_row(const char* path, const Timing& t, double forward_flops) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Config c = parse(argc, argv);
-  if (!cuda::available()) {
-    fmt::print(stderr, "attention_bench: needs a CUDA device\n");
+  const bench::Flags flags(argc, argv, "attention_bench",
+                           {"--batch", "--heads", "--length", "--dim", "--iters"});
+  const Device device = Device::parse(flags.text("--device", "cuda"));
+  const DType dtype = dtype_from_name(flags.text("--dtype", "bf16"));
+  const std::vector<int64_t> batches = flags.list("--batch", "4,8", "4,8");
+  const int64_t heads = flags.integer("--heads", 16, 16),
+                length = flags.integer("--length", 2048, 2048),
+                dim = flags.integer("--dim", 64, 64), iters = flags.integer("--iters", 20, 20);
+  if (!device.is_cuda() || !cuda::available()) {
+    fmt::print(stderr, "attention_bench: needs a CUDA device (cuDNN against cuBLAS)\n");
     return 1;
   }
-  fmt::print(
-      "causal attention, bf16 on cuda:0: heads {}, length {}, head dim {}, mean of {} iters\n",
-      c.heads, c.length, c.dim, c.iters);
+  cuda::require_device(device.index);
+  fmt::print("causal attention, {} on {}: heads {}, length {}, head dim {}, mean of {} iters\n",
+             dtype_name(dtype), device.str(), heads, length, dim, iters);
   Generator gen(7);
-  for (int64_t batch : c.batches) {
-    const Shape shape{batch, c.heads, c.length, c.dim};
+  for (int64_t batch : batches) {
+    const Shape shape{batch, heads, length, dim};
     std::vector<Tensor> inputs;
-    for (int i = 0; i < 3; ++i)
-      inputs.push_back(Tensor::randn(shape, gen, DType::bf16, Device::cuda()));
-    const Tensor grad_out = Tensor::randn(shape, gen, DType::bf16, Device::cuda());
+    for (int i = 0; i < 3; ++i) inputs.push_back(Tensor::randn(shape, gen, dtype, device));
+    const Tensor grad_out = Tensor::randn(shape, gen, dtype, device);
     const bool fused = causal_attention_is_fused(inputs[0], inputs[1], inputs[2], 0);
-    const double forward_flops = 2.0 * static_cast<double>(batch * c.heads * c.length) *
-                                 static_cast<double>(c.length * c.dim);
+    const double forward_flops =
+        2.0 * static_cast<double>(batch * heads * length) * static_cast<double>(length * dim);
     fmt::print("\nbatch {}{}\n", batch,
                fused ? "" : "  (cuDNN refused: both rows are the composite)");
     fmt::print("  {:<10} {:>10} {:>12} {:>12} {:>16} {:>10}\n", "path", "fwd ms", "fwd+bwd ms",
                "fwd TFLOP/s", "fwd+bwd TFLOP/s", "peak GiB");
-    const Timing cudnn = time_attention(causal_attention, inputs, grad_out, c.iters);
-    const Timing cublas = time_attention(causal_attention_composite, inputs, grad_out, c.iters);
+    const Timing cudnn = time_attention(causal_attention, inputs, grad_out, iters);
+    const Timing cublas = time_attention(causal_attention_composite, inputs, grad_out, iters);
     print_row("cudnn", cudnn, forward_flops);
     print_row("composite", cublas, forward_flops);
     fmt::print("  composite / cudnn: forward {:.2f}x, forward + backward {:.2f}x\n",
