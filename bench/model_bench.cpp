@@ -9,14 +9,15 @@
 // model in train mode, gradients dropped after each step), N timed steps after the warm-up, each
 // closed by a device synchronize; prints the median step, tokens/s and the peak memory (GPU: the
 // caching allocator's peak in use; CPU: the process's peak resident set, VmHWM).
-// Generation mode, per batch size: the state is built token by token through step() (the
-// LanguageModel interface's only way to build it; step equals the parallel form), up to each
-// prompt length in turn, and after each, N greedy tokens are decoded (argmax on the device, fed
-// back without a host round trip) and timed. The context of a later prompt includes the tokens
-// decoded before it. Prints prefill (by step) and decode tokens/s per (batch, context): for the
-// SSMs (constant-size state) decode speed must not fall with the context; LLaMA's KV cache grows.
+// Generation mode, per batch size and prompt length: a fresh state is filled with a random
+// prompt by one parallel prefill (LanguageModel::prefill; it leaves the state that step-by-step
+// feeding would), then N greedy tokens are decoded (argmax on the device, fed back without a host
+// round trip); both phases are timed with a device synchronize after an untimed warm-up (the
+// shortest prompt and 2 steps). Prints prefill and decode tokens/s and the peak memory per
+// (batch, context): for the SSMs (constant-size state) decode speed must not fall with the
+// context; LLaMA's KV cache grows with it.
 // Defaults: GPU bf16, batch 1 x 2048, 5 steps after 1 of warm-up; generation at batch 1 and 16
-// after 512, 2048 and 8192 tokens, 32 decoded. CPU f32, batch 1 x 256; generation at batch 1 and
+// after 512, 2048 and 8192 tokens, 64 decoded. CPU f32, batch 1 x 256; generation at batch 1 and
 // 4 after 64 and 256 tokens.
 #include <fmt/format.h>
 
@@ -101,7 +102,7 @@ Options parse(int argc, char** argv) {
   or_default(o.batch, 1);
   or_default(o.length, gpu ? 2048 : 256);
   or_default(o.steps, 5);
-  or_default(o.decode, 32);
+  or_default(o.decode, 64);
   o.batches = parse_list(batches.empty() ? (gpu ? "1,16" : "1,4") : batches);
   o.prompts = parse_list(prompts.empty() ? (gpu ? "512,2048,8192" : "64,256") : prompts);
   std::sort(o.prompts.begin(), o.prompts.end());
@@ -183,42 +184,44 @@ void bench_training(models::LanguageModel& model, const Options& o, int64_t voca
              static_cast<double>(o.batch * o.length) / step_s, peak_memory(o));
 }
 
+struct GenerationTimes {
+  double prefill_s = 0, decode_s = 0;
+};
+
+// A fresh state, prefilled with `prompt` [batch, context], then `decode` greedy tokens, each fed
+// back on the device. Each phase closed by a device synchronize.
+GenerationTimes prefill_and_decode(models::LanguageModel& model, const Tensor& prompt,
+                                   int64_t decode) {
+  auto state = model.new_state(prompt.size(0));
+  GenerationTimes times;
+  cuda::synchronize();
+  auto start = std::chrono::steady_clock::now();
+  Tensor next = argmax(model.prefill(prompt, *state), -1);  // the token each row feeds next
+  cuda::synchronize();
+  times.prefill_s = seconds_since(start);
+  start = std::chrono::steady_clock::now();
+  for (int64_t t = 0; t < decode; ++t) next = argmax(model.step(next, *state), -1);
+  cuda::synchronize();
+  times.decode_s = seconds_since(start);
+  return times;
+}
+
 void bench_generation(models::LanguageModel& model, const Options& o, int64_t vocab) {
   NoGradGuard no_grad;
   model.eval();
   std::mt19937_64 rng(2);
-  fmt::print("{:>6} {:>8} {:>16} {:>16} {:>14} {:>14}\n", "batch", "context", "prefill tok/s",
-             "decode tok/s", "ms/step", "peak memory");
+  fmt::print("{:>6} {:>8} {:>16} {:>12} {:>16} {:>10} {:>14}\n", "batch", "context",
+             "prefill tok/s", "prefill ms", "decode tok/s", "ms/token", "peak memory");
   for (int64_t batch : o.batches) {
-    reset_peak(o);
-    auto state = model.new_state(batch);
-    const Tensor prompt = random_ids(rng, batch, o.prompts.back(), vocab, o.device);
-    Tensor next;  // the token each row feeds next
+    // Warm-up: one-time costs (library handles, allocator growth) out of the timed rounds.
+    prefill_and_decode(model, random_ids(rng, batch, o.prompts.front(), vocab, o.device), 2);
     for (int64_t context : o.prompts) {
-      // Prefill by step up to `context` (from wherever the previous round stopped).
-      const int64_t from = state->position;
-      cuda::synchronize();
-      auto start = std::chrono::steady_clock::now();
-      Tensor logits;
-      for (int64_t t = from; t < context; ++t) {
-        logits = model.step(prompt.select(1, t).contiguous(), *state);
-      }
-      if (logits.defined()) next = argmax(logits, -1);
-      cuda::synchronize();
-      const double prefill_s = seconds_since(start);
-      const int64_t prefilled = std::max<int64_t>(context - from, 0);
-      // Decode o.decode greedy tokens, each fed back on the device.
-      const int64_t at = state->position;
-      cuda::synchronize();
-      start = std::chrono::steady_clock::now();
-      for (int64_t t = 0; t < o.decode; ++t) next = argmax(model.step(next, *state), -1);
-      cuda::synchronize();
-      const double decode_s = seconds_since(start);
-      fmt::print("{:>6} {:>8} {:>16} {:>16.1f} {:>14.3f} {:>14}\n", batch, at,
-                 prefilled > 0
-                     ? fmt::format("{:.1f}", static_cast<double>(batch * prefilled) / prefill_s)
-                     : "-",
-                 static_cast<double>(batch * o.decode) / decode_s, decode_s * 1e3 / o.decode,
+      const Tensor prompt = random_ids(rng, batch, context, vocab, o.device);
+      reset_peak(o);
+      const GenerationTimes t = prefill_and_decode(model, prompt, o.decode);
+      fmt::print("{:>6} {:>8} {:>16.1f} {:>12.1f} {:>16.1f} {:>10.3f} {:>14}\n", batch, context,
+                 static_cast<double>(batch * context) / t.prefill_s, t.prefill_s * 1e3,
+                 static_cast<double>(batch * o.decode) / t.decode_s, t.decode_s * 1e3 / o.decode,
                  peak_memory(o));
     }
   }
@@ -241,7 +244,9 @@ int main(int argc, char** argv) {
                static_cast<double>(model->num_parameters()) / 1e6, dtype_name(o.dtype),
                o.device.str());
     if (o.generate) {
-      fmt::print("generation: state built by step, {} greedy tokens decoded per row\n", o.decode);
+      fmt::print(
+          "generation: parallel prefill of the prompt, then {} greedy tokens decoded per row\n",
+          o.decode);
       bench_generation(*model, o, vocab);
     } else {
       fmt::print("training step (forward + backward), median of {} after {} warm-up\n", o.steps,

@@ -42,8 +42,9 @@ std::vector<int32_t> sample_continuation(models::LanguageModel& model,
     const Tensor ids = Tensor::from_vector(std::vector<int32_t>{token}, {1}).to(device);
     return model.step(ids, *state).to_vector<float>();
   };
-  std::vector<float> logits;
-  for (int32_t token : prompt) logits = feed(token);
+  const auto length = static_cast<int64_t>(prompt.size());
+  std::vector<float> logits =
+      model.prefill(Tensor::from_vector(prompt, {1, length}).to(device), *state).to_vector<float>();
   std::vector<int32_t> out;
   for (int64_t i = 0; i < count; ++i) {
     out.push_back(draw(logits, temperature, gen));

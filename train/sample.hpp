@@ -1,5 +1,6 @@
-// Sampling a continuation from a language model, one token at a time through its recurrent
-// form (LanguageModel::step): the prompt is fed first, then each drawn token is fed back.
+// Sampling a continuation from a language model: the prompt goes through its parallel form in
+// one pass (LanguageModel::prefill), then each drawn token is fed back through the recurrent
+// form (LanguageModel::step).
 #pragma once
 
 #include <cstdint>

@@ -1,10 +1,11 @@
 // dssm generate --checkpoint DIR (--prompt-ids "1 2 3" | --prompt TEXT --tokenizer X.model)
 //               [--max-new-tokens 64] [--temperature 1] [--top-k 0] [--top-p 1] [--seed 0]
 //               [--device cpu|cuda]
-// Samples a continuation of a prompt with the model's recurrent form (LanguageModel::step):
-//   prefill  the prompt is fed token by token through step, which leaves the recurrent state
-//            (SSM and conv states, retention states, KV cache) exactly where the parallel
-//            forward would; the logits of its last token give the first new token;
+// Samples a continuation of a prompt:
+//   prefill  the prompt runs through the parallel form in one pass (LanguageModel::prefill),
+//            which leaves the recurrent state (SSM and conv states, retention states, KV cache)
+//            exactly where feeding it token by token through step would; the logits of its last
+//            token give the first new token;
 //   decode   each sampled token is fed back through step: O(1) work and memory per token for
 //            Mamba, DenseMamba and the retention models.
 // Prints the new tokens as they come (decoded text with a tokenizer, ids otherwise), then the
@@ -122,8 +123,10 @@ void run(const Options& o) {
   };
 
   auto start = std::chrono::steady_clock::now();
-  std::vector<double> logits;
-  for (int32_t id : prompt) logits = feed(id);
+  const auto length = static_cast<int64_t>(prompt.size());
+  std::vector<double> logits =
+      model->prefill(Tensor::from_vector(prompt, {1, length}).to(device), *state)
+          .to_vector<double>();
   const double prefill_s = seconds_since(start);
 
   Generator gen(o.seed);
