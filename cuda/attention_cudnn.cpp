@@ -624,10 +624,13 @@ void bind_scalars(VariantPack& pack, Scalars& s, const Layout& l) {
 
 // ---- checks -------------------------------------------------------------------------------------
 
+// Last dim contiguous, other strides multiples of 8 elements (size-1 dims aside), 16-byte aligned.
 bool cudnn_compatible(const Tensor& t) {
-  const Strides& s = t.strides();
-  return s[3] == 1 && s[0] % 8 == 0 && s[1] % 8 == 0 && s[2] % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+  bool compatible = t.strides()[3] == 1 && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+  for (int64_t i = 0; i < 3; ++i) {
+    compatible = compatible && (t.size(i) == 1 || t.strides()[i] % 8 == 0);
+  }
+  return compatible;
 }
 
 void check_operand(const Tensor& t, const Tensor& q, const char* name) {
@@ -658,9 +661,17 @@ Layout layout_of(const Tensor& q, const Tensor& k, const Tensor& v) {
           .v_strides = v.strides()};
 }
 
+// Equal strides where they matter: a dim of size 1 is never stepped along.
+bool same_strides(const Tensor& t, const Dims& strides) {
+  for (size_t i = 0; i < strides.size(); ++i) {
+    if (t.shape()[i] > 1 && t.strides()[i] != strides[i]) return false;
+  }
+  return true;
+}
+
 void check_output_layout(const Tensor& t, const Layout& l, const Tensor& q, const char* name) {
   check(t.shape() == q.shape() && t.dtype() == q.dtype() && t.device() == q.device() &&
-            t.strides() == l.out_strides() && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0,
+            same_strides(t, l.out_strides()) && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0,
         kOp,
         "expected {} as a [B, H, T, d] view of a [B, T, H, d] buffer (strides {}), got {} "
         "with strides {}",

@@ -61,11 +61,13 @@ Tensor causal_mask(int64_t queries, int64_t keys, int64_t offset, Device device)
 }
 
 // cuDNN reads q, k, v in place when their last dim is contiguous, their other strides are
-// multiples of 8 and they start 16-byte aligned (any view of a [B, T, H, d] projection does).
+// multiples of 8 (size-1 dims aside) and they start 16-byte aligned (any view of a [B, T, H, d]
+// projection does).
 bool cudnn_readable(const Tensor& t) {
-  const Strides& s = t.strides();
-  return s[3] == 1 && s[0] % 8 == 0 && s[1] % 8 == 0 && s[2] % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+  bool readable = t.strides()[3] == 1 && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0;
+  for (int64_t i = 0; i < 3; ++i)
+    readable = readable && (t.size(i) == 1 || t.strides()[i] % 8 == 0);
+  return readable;
 }
 
 Tensor cudnn_ready(const Tensor& t) {
@@ -95,9 +97,14 @@ bool fused_available(const Tensor& q, const Tensor& k, const Tensor& v) {
   return false;
 }
 
-// The output gradient in the output's layout (what the backward plan was made for).
+// The output gradient in the output's layout (what the backward plan was made for; strides of
+// size-1 dims do not matter).
 Tensor in_layout_of(const Tensor& grad, const Tensor& out) {
-  if (grad.strides() == out.strides() && cudnn_readable(grad)) return grad;
+  bool same = cudnn_readable(grad);
+  for (int64_t i = 0; i < out.dim(); ++i) {
+    same = same && (out.size(i) == 1 || grad.strides()[i] == out.strides()[i]);
+  }
+  if (same) return grad;
   return grad.permute({0, 2, 1, 3}).contiguous().permute({0, 2, 1, 3});
 }
 
