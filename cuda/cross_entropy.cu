@@ -15,19 +15,25 @@
 namespace dssm::cuda {
 namespace {
 
+// Thread 0 of the row's block, given the row's (max, sum of exp): lse = max + log(sum) and the
+// row's loss lse - x[target] (0 for an ignored target).
+template <typename D, typename C, typename I>
+__device__ void finish_row(MaxSum<C> s, C* row_loss, C* lse, const D* xr, const I* targets,
+                           int64_t ignore_index) {
+  if (threadIdx.x != 0) return;
+  const C row_lse = s.max + log_c(s.sum);
+  const int64_t t = targets[blockIdx.x];
+  lse[blockIdx.x] = row_lse;
+  row_loss[blockIdx.x] = t == ignore_index ? C(0) : row_lse - C(to_compute(xr[t]));
+}
+
 template <typename D, typename C, typename I>
 __global__ void cross_entropy_forward_kernel(C* row_loss, C* lse, const D* logits, const I* targets,
                                              int64_t vocab, int64_t ignore_index) {
   const D* xr = logits + blockIdx.x * vocab;
   MaxSum<C> s;
   for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) s = add_value(s, C(to_compute(xr[v])));
-  s = block_max_sum(s);
-  if (threadIdx.x == 0) {
-    const C row_lse = s.max + log_c(s.sum);
-    const int64_t t = targets[blockIdx.x];
-    lse[blockIdx.x] = row_lse;
-    row_loss[blockIdx.x] = t == ignore_index ? C(0) : row_lse - C(to_compute(xr[t]));
-  }
+  finish_row(block_max_sum(s), row_loss, lse, xr, targets, ignore_index);
 }
 
 template <typename D, typename C, typename I>
@@ -92,13 +98,7 @@ __global__ void __launch_bounds__(kVectorThreads)
 #pragma unroll
     for (int u = 0; u < kChunk; ++u) s.sum += chains[u];
   }
-  s = block_max_sum(s);
-  if (threadIdx.x == 0) {
-    const C row_lse = s.max + log_c(s.sum);
-    const int64_t t = targets[blockIdx.x];
-    lse[blockIdx.x] = row_lse;
-    row_loss[blockIdx.x] = t == ignore_index ? C(0) : row_lse - C(to_compute(xr[t]));
-  }
+  finish_row(block_max_sum(s), row_loss, lse, xr, targets, ignore_index);
 }
 
 // The backward on 16-byte packs, kUnroll loads in flight per thread before the stores.

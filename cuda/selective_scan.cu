@@ -197,6 +197,23 @@ __device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>
   __pipeline_commit();
 }
 
+// Walking the chunks forwards with two stage buffers: issues the copies of chunk k + 1 (chunk 0
+// was issued before the loop), waits for those of chunk k and returns its buffer.
+template <typename T, typename C>
+__device__ const T* next_staged_chunk(T* stage, int64_t stage_len, const ScanArgs<T>& a,
+                                      const ChannelArrays<T>& arrays, const RowLane& r, int64_t c0,
+                                      int64_t k, int64_t chunks, bool vec) {
+  if (k + 1 < chunks) {
+    stage_chunk<T, C>(stage + ((k + 1) % 2) * stage_len, a, arrays, r, c0, (k + 1) * kChunkLen, vec,
+                      nullptr, nullptr);
+    __pipeline_wait_prior(1);
+  } else {
+    __pipeline_wait_prior(0);
+  }
+  __syncthreads();
+  return stage + (k % 2) * stage_len;
+}
+
 // kItems values of a staged row, from this lane's first step on, in the compute type.
 template <typename T, typename C>
 __device__ __forceinline__ void staged_items(const T* row, int tl, C (&out)[kItems]) {
@@ -345,15 +362,7 @@ __global__ __launch_bounds__(kThreads) void scan_forward_kernel(ScanArgs<T> a, T
   for (int64_t n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
   if (chunks > 0) stage_chunk<T, C>(stage, a, arrays, r, c0, 0, vec, nullptr, nullptr);
   for (int64_t k = 0; k < chunks; ++k) {
-    if (k + 1 < chunks) {
-      stage_chunk<T, C>(stage + ((k + 1) % 2) * stage_len, a, arrays, r, c0, (k + 1) * kChunkLen,
-                        vec, nullptr, nullptr);
-      __pipeline_wait_prior(1);
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();
-    const T* staged = stage + (k % 2) * stage_len;
+    const T* staged = next_staged_chunk<T, C>(stage, stage_len, a, arrays, r, c0, k, chunks, vec);
     const int64_t t = k * kChunkLen + r.tl * kItems;
     Items<C> x;
     chunk_items(staged, a, r, t, bias, x);
@@ -474,15 +483,7 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
   if (chunks > 0 && !have_entry)
     stage_chunk<T, C>(stage, a, arrays1, r, c0, 0, vec, nullptr, nullptr);
   for (int64_t k = 0; k < chunks && !have_entry; ++k) {
-    if (k + 1 < chunks) {
-      stage_chunk<T, C>(stage + ((k + 1) % 2) * stage_len, a, arrays1, r, c0, (k + 1) * kChunkLen,
-                        vec, nullptr, nullptr);
-      __pipeline_wait_prior(1);
-    } else {
-      __pipeline_wait_prior(0);
-    }
-    __syncthreads();
-    const T* staged = stage + (k % 2) * stage_len;
+    const T* staged = next_staged_chunk<T, C>(stage, stage_len, a, arrays1, r, c0, k, chunks, vec);
     const int64_t t = k * kChunkLen + r.tl * kItems;
     Items<C> x;
     chunk_items(staged, a, r, t, bias, x);

@@ -11,6 +11,7 @@
 #include "autograd/graph.hpp"
 #include "cuda/kernels_ssm.hpp"
 #include "ops/elementwise_math.hpp"
+#include "ops/host_fallback.hpp"
 #include "ops/registry.hpp"
 #include "ops/selective_scan.hpp"
 
@@ -146,21 +147,6 @@ bool cuda_kernel_fits(const Tensor& x, const Tensor& weight) {
                weight.size(1), cuda::kMaxConvWidth);
   });
   return false;
-}
-
-Tensor to_cpu(const Tensor& t) {
-  return t.defined() ? t.to(Device::cpu()) : t;
-}
-
-// Runs `cpu_fn` on host copies of `outputs` (whose data it may read) and copies them back.
-template <typename Fn>
-void on_host(const std::vector<Tensor>& outputs, Fn&& cpu_fn) {
-  std::vector<Tensor> host;
-  for (const Tensor& t : outputs) host.push_back(to_cpu(t));
-  cpu_fn(host);
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (outputs[i].defined()) outputs[i].copy_from(host[i]);
-  }
 }
 
 struct ConvGradients {

@@ -25,6 +25,7 @@
 #include "cuda/kernels_ssm.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/elementwise_math.hpp"
+#include "ops/host_fallback.hpp"
 #include "ops/reduce.hpp"
 #include "ops/registry.hpp"
 
@@ -254,22 +255,9 @@ bool cuda_kernel_fits(const ScanInputs& in) {
   return false;
 }
 
-Tensor to_cpu(const Tensor& t) {
-  return t.defined() ? t.to(Device::cpu()) : t;
-}
 ScanInputs to_cpu(const ScanInputs& in) {
   return {to_cpu(in.u), to_cpu(in.delta), to_cpu(in.A),          to_cpu(in.B),     to_cpu(in.C),
           to_cpu(in.D), to_cpu(in.z),     to_cpu(in.delta_bias), in.delta_softplus};
-}
-// Runs `cpu_fn` on host copies of `outputs` and copies the results back into them.
-template <typename Fn>
-void on_host(const std::vector<Tensor>& outputs, Fn&& cpu_fn) {
-  std::vector<Tensor> host;
-  for (const Tensor& t : outputs) host.push_back(to_cpu(t));
-  cpu_fn(host);
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (outputs[i].defined()) outputs[i].copy_from(host[i]);
-  }
 }
 
 // chunk_entry: the CUDA kernels' chunk entry states to fill for the backward, or undefined.

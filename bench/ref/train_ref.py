@@ -70,6 +70,12 @@ def rotary(x, heads):
     return (xh * cos[:, None].to(x.dtype) + rotated * sin[:, None].to(x.dtype)).view(B, L, D)
 
 
+def retention_constants(c, length, h):
+    """The chunkwise form's decay tables for config c, in the dtype the retention runs in."""
+    return chunk_constants(c["n_heads"], length, min(c.get("chunk_size", 256), length),
+                           torch.bfloat16 if torch.is_autocast_enabled() else h.dtype, h.device)
+
+
 class DenseRetNetBlock(nn.Module):
     def __init__(self, layer, c):
         super().__init__()
@@ -116,8 +122,7 @@ class DenseRetNet(nn.Module):
     def forward(self, ids):
         h = self.embed_tokens(ids)
         c = self.c
-        constants = chunk_constants(c["n_heads"], ids.shape[1], min(c.get("chunk_size", 256), ids.shape[1]),
-                                    torch.bfloat16 if torch.is_autocast_enabled() else h.dtype, h.device)
+        constants = retention_constants(c, ids.shape[1], h)
         ks, vs = [], []
         for layer in self.layers:
             h, k, v = layer(h, ks[-c["dense_m"]:][::-1], vs[-c["dense_m"]:][::-1], constants)
@@ -174,9 +179,7 @@ class RetNet(nn.Module):
 
     def forward(self, ids):
         h = self.embed_tokens(ids)
-        c = self.c
-        constants = chunk_constants(c["n_heads"], ids.shape[1], min(c.get("chunk_size", 256), ids.shape[1]),
-                                    torch.bfloat16 if torch.is_autocast_enabled() else h.dtype, h.device)
+        constants = retention_constants(self.c, ids.shape[1], h)
         for layer in self.layers:
             h = layer(h, constants)
         return self.lm_head(self.norm(h))
