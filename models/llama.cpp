@@ -1,12 +1,9 @@
 #include "models/llama.hpp"
 
-#include <cmath>
-
+#include "ops/attention.hpp"
 #include "ops/elementwise.hpp"
-#include "ops/matmul.hpp"
 #include "ops/rotary.hpp"
 #include "ops/shape.hpp"
-#include "ops/softmax.hpp"
 #include "tensor/error.hpp"
 
 namespace dssm::models {
@@ -15,24 +12,6 @@ namespace {
 // [B, T, heads * d] -> [B, heads, T, d]
 Tensor split_heads(const Tensor& x, int64_t heads) {
   return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).permute({0, 2, 1, 3});
-}
-
-// mask[i, j] = 1 where query i (at position offset + i) may not see key j: j > offset + i.
-Tensor causal_mask(int64_t queries, int64_t keys, int64_t offset, Device device) {
-  std::vector<int32_t> mask(queries * keys);
-  for (int64_t i = 0; i < queries; ++i)
-    for (int64_t j = 0; j < keys; ++j) mask[i * keys + j] = j > offset + i;
-  return Tensor::from_vector(mask, {queries, keys}).to(device);
-}
-
-// softmax(q k^T / sqrt(d) + mask) v over [B, H, T, d] queries and [B, H, S, d] keys/values,
-// as batched GEMMs over B * H (Vaswani et al. 2017, Eq. 1).
-Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t offset) {
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), S = k.size(2), d = q.size(3);
-  const Tensor qf = q.reshape({B * H, T, d}), kf = k.reshape({B * H, S, d});
-  const Tensor scores = bmm(qf, kf.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(d)));
-  const Tensor masked = masked_fill(scores, causal_mask(T, S, offset, q.device()), -INFINITY);
-  return bmm(softmax(masked, -1), v.reshape({B * H, S, d})).view({B, H, T, d});
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // LLaMA (Touvron et al. 2023, arXiv 2302.13971), the Transformer baseline of the paper (Table 1):
 // pre-RMSNorm blocks of causal softmax attention with rotary positions and a SwiGLU FFN.
 // Rotary uses the same op as RetNet (adjacent channel pairs, ops/rotary.hpp) with LLaMA's angles
-// rope_theta^(-2i/d_head); attention is the plain formula softmax(q k^T / sqrt(d_head) + causal
-// mask) v, with a KV cache for step().
+// rope_theta^(-2i/d_head); attention is softmax(q k^T / sqrt(d_head) + causal mask) v
+// (ops/attention.hpp: cuDNN's fused flash attention on CUDA bf16, the composite elsewhere), with
+// a KV cache for step() and prefill().
 #pragma once
 
 #include <memory>
