@@ -5,6 +5,7 @@
 //   model_bench --config configs/X.json --generate [--device cpu|cuda] [--dtype bf16|f32]
 //               [--batches 1,16] [--prompts 512,2048,8192] [--decode N]     generation mode
 //
+// X is a model config, or a training config whose "model" section is one (configs/*-small.json).
 // Training mode: forward and backward of the mean next-token loss on random ids [B, L] (the
 // model in train mode, gradients dropped after each step), N timed steps after the warm-up, each
 // closed by a device synchronize; prints the median step, tokens/s and the peak memory (GPU: the
@@ -235,7 +236,8 @@ int main(int argc, char** argv) {
     if (o.device.is_cuda()) cuda::require_device(o.device.index);
     std::ifstream in(o.config);
     check(in.good(), "model_bench", "cannot open '{}'", o.config);
-    const nlohmann::json config = nlohmann::json::parse(in);
+    const nlohmann::json file = nlohmann::json::parse(in);
+    const nlohmann::json config = file.contains("model") ? file.at("model") : file;
     auto model = models::make_model(config, 0);
     model->to(o.dtype);
     model->to(o.device);
