@@ -4,9 +4,9 @@
 #include <glob.h>
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "tensor/error.hpp"
+#include "train/data/json_document.hpp"
 #include "train/data/utf8.hpp"
 
 namespace dssm::data {
@@ -76,23 +76,14 @@ bool RawDocumentReader::parse_json_line(const std::string& line, int64_t offset,
          fmt::format("{}: invalid UTF-8 at byte offset {}, line skipped", path, offset + bad));
     return false;
   }
-  const nlohmann::json json = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  const bool ok = json.is_object() && json.contains("text") && json["text"].is_string();
-  if (!ok) {
+  if (!parse_json_document(line, document.text, document.set_name)) {
     skip(counts_.bad_json,
          fmt::format("{}: line at byte offset {} is not a JSON object with a string \"text\", "
                      "skipped",
                      path, offset));
     return false;
   }
-  document.text = json["text"].get<std::string>();
   if (document.text.empty()) return false;  // nothing to learn from
-  document.set_name.clear();
-  const auto meta = json.find("meta");
-  if (meta != json.end() && meta->is_object()) {
-    const auto name = meta->find("pile_set_name");
-    if (name != meta->end() && name->is_string()) document.set_name = name->get<std::string>();
-  }
   return true;
 }
 
