@@ -18,6 +18,7 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
   CHECK(tokenizer.bos_id() == 1);
   CHECK(tokenizer.eos_id() == 2);
   CHECK(tokenizer.word_cache_enabled());
+  CHECK(tokenizer.own_bpe_enabled());
 
   RawDocumentReader corpus({dssm::test::tiny_corpus()});
   RawDocument document;
@@ -47,6 +48,24 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
   }
 }
 
+TEST_CASE("Words encoded here (BpeWords) get sentencepiece's ids", "[data]") {
+  const Tokenizer tokenizer(dssm::test::tiny_tokenizer());
+  REQUIRE(tokenizer.own_bpe_enabled());
+  // Random words over letters seen in training, digits, punctuation, characters the vocabulary
+  // lacks (byte fallback), tabs and newlines, in runs that make many merge orders.
+  const std::vector<std::string> characters = {"t",  "h", "e", "a",  "n",    "s",    "i", "o", "r",
+                                               "l",  "T", "0", "7",  ".",    ",",    "-", "_", "\t",
+                                               "\n", "é", "ß", "東", "🙂", "\x01", " "};
+  auto rng = dssm::test::fresh_rng();
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string text;
+    const size_t length = 1 + rng() % 24;
+    for (size_t c = 0; c < length; ++c) text += characters[rng() % characters.size()];
+    INFO(text);
+    REQUIRE(tokenizer.encode(text) == tokenizer.encode_whole(text));
+  }
+}
+
 TEST_CASE("A unigram model encodes whole texts (no word cache)", "[data]") {
   dssm::test::ScratchDir dir;
   train_tokenizer({.inputs = {dssm::test::tiny_corpus()},
@@ -56,6 +75,7 @@ TEST_CASE("A unigram model encodes whole texts (no word cache)", "[data]") {
                    .threads = 1});
   const Tokenizer tokenizer(dir / "unigram.model");
   CHECK_FALSE(tokenizer.word_cache_enabled());
+  CHECK_FALSE(tokenizer.own_bpe_enabled());
   const std::string text = "Tokenization splits text  into units.\n";
   CHECK(tokenizer.encode(text) == tokenizer.encode_whole(text));
   CHECK(tokenizer.decode(tokenizer.encode(text)) == text);

@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <optional>
-#include <unordered_map>
 
 #include "tensor/error.hpp"
+#include "train/data/bpe_words.hpp"
+#include "train/data/protobuf_wire.hpp"
 #include "train/data/raw_documents.hpp"
+#include "train/data/utf8.hpp"
+#include "train/data/word_cache.hpp"
 
 #if DSSM_WITH_SENTENCEPIECE
 #include <sentencepiece_processor.h>
@@ -26,57 +29,40 @@ Tokenizer::Tokenizer(const std::string& model_path)
   check(status.ok(), model_path, "cannot load the sentencepiece model: {}", status.ToString());
   static std::atomic<uint64_t> instances{0};
   instance_ = ++instances;
-  word_cache_ = words_are_independent();
+  word_cache_ = pieces_allow_word_split();
+  if (!word_cache_) return;
+  bpe_ = BpeWords::from_model(processor_->serialized_model_proto());
+  if (probes_agree()) return;
+  bpe_.reset();             // then words go to sentencepiece one by one
+  instance_ = ++instances;  // and the caches filled by the probes are dropped
+  word_cache_ = probes_agree();
 }
 
 namespace {
 
 constexpr std::string_view kMetaSpace = "\xE2\x96\x81";  // U+2581, sentencepiece's space
 
-uint64_t read_varint(std::string_view bytes, size_t& at) {
-  uint64_t value = 0;
-  for (int shift = 0; at < bytes.size() && shift < 64; shift += 7) {
-    const auto byte = static_cast<uint8_t>(bytes[at++]);
-    value |= uint64_t{byte & 0x7fu} << shift;
-    if (byte < 0x80) break;
-  }
-  return value;
-}
-
-// Finds field `field` of the protobuf message `bytes` by scanning the wire format (key = field
-// << 3 | wire type): a varint field's value goes to `varint`, a length-delimited one is returned.
-std::optional<std::string_view> find_field(std::string_view bytes, uint64_t field,
-                                           uint64_t& varint) {
-  size_t at = 0;
-  while (at < bytes.size()) {
-    const uint64_t key = read_varint(bytes, at), type = key & 7;
-    if (type == 0) {
-      const uint64_t value = read_varint(bytes, at);
-      if (key >> 3 == field) return varint = value, std::string_view{};
-    } else if (type == 2) {
-      const uint64_t length = std::min<uint64_t>(read_varint(bytes, at), bytes.size() - at);
-      if (key >> 3 == field) return bytes.substr(at, length);
-      at += length;
-    } else if (type == 1 || type == 5) {
-      at += type == 1 ? 8 : 4;
-    } else {
-      break;
-    }
-  }
-  return std::nullopt;
-}
-
 // ModelProto.trainer_spec (field 2).model_type (field 3): 1 unigram (the default), 2 BPE.
 bool is_bpe_model(std::string_view model_proto) {
-  uint64_t unused = 0, type = 1;
-  const auto spec = find_field(model_proto, 2, unused);
-  if (spec) find_field(*spec, 3, type);
-  return type == 2;
+  const auto spec = find_field(model_proto, 2);
+  const auto type = spec ? find_field(spec->bytes, 3) : std::nullopt;
+  return type && type->value == 2;
+}
+
+// The end of the word that starts at `start`: spaces, then everything up to the next space that
+// follows a non-space; trailing spaces stay with the last word.
+size_t word_end(std::string_view text, size_t start) {
+  size_t end = text.find_first_not_of(' ', start);
+  end = end == std::string_view::npos ? text.size() : text.find(' ', end);
+  if (end == std::string_view::npos || text.find_first_not_of(' ', end) == std::string_view::npos) {
+    end = text.size();
+  }
+  return end;
 }
 
 }  // namespace
 
-bool Tokenizer::words_are_independent() const {
+bool Tokenizer::pieces_allow_word_split() const {
   // Unigram models break ties between equal-scoring segmentations by position: BPE only.
   if (!is_bpe_model(processor_->serialized_model_proto())) return false;
   for (int id = 0; id < processor_->GetPieceSize(); ++id) {
@@ -89,9 +75,14 @@ bool Tokenizer::words_are_independent() const {
     const size_t last_space = piece.rfind(kMetaSpace);
     if (first_other != std::string::npos && last_space > first_other) return false;
   }
+  return true;
+}
+
+bool Tokenizer::probes_agree() const {
   for (const std::string_view probe :
        {"The quick  brown fox.", "  leading and trailing  ", "a\nb \n c\t d", "x86_64 2024-01-02",
-        "naïve café 東京 🙂", "word   ", " ", "tab\tbed  \n\n  new"}) {
+        "naïve café 東京 🙂", "word   ", " ", "tab\tbed  \n\n  new",
+        "aaaaaaaa bbbbbb abababab ------ ......", "\xF0\x9F\x98\x80\xE2\x82\xAC"}) {
     if (encode_whole(probe) != encode(probe)) return false;
   }
   return true;
@@ -106,33 +97,39 @@ std::vector<int32_t> Tokenizer::encode_whole(std::string_view text) const {
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   if (!word_cache_ || text.find(kMetaSpace) != std::string_view::npos) return encode_whole(text);
-  thread_local std::unordered_map<std::string, std::vector<int32_t>> cache;
+  thread_local WordCache cache;
   thread_local uint64_t cache_owner = 0;
-  if (cache_owner != instance_ || cache.size() > (size_t{1} << 20)) {
+  if (cache_owner != instance_) {
     cache.clear();
     cache_owner = instance_;
   }
-  std::vector<int32_t> ids;
-  std::string word;
-  size_t start = 0;
-  while (start < text.size()) {
-    // A word: spaces, then everything up to the next space that follows a non-space; trailing
-    // spaces stay with the last word.
-    size_t end = text.find_first_not_of(' ', start);
-    end = end == std::string_view::npos ? text.size() : text.find(' ', end);
-    if (end == std::string_view::npos ||
-        text.find_first_not_of(' ', end) == std::string_view::npos) {
-      end = text.size();
-    }
+  std::vector<int32_t> ids, fresh;
+  ids.reserve(text.size() / 3);
+  for (size_t start = 0, end = 0; start < text.size(); start = end) {
+    end = word_end(text, start);
     // sentencepiece puts one space (the "dummy prefix") before the text: words after the
     // first bring their own, so it is dropped from them.
-    word.assign(text.substr(start == 0 ? 0 : start + 1, end - (start == 0 ? 0 : start + 1)));
-    auto it = cache.find(word);
-    if (it == cache.end()) it = cache.emplace(word, encode_whole(word)).first;
-    ids.insert(ids.end(), it->second.begin(), it->second.end());
-    start = end;
+    const size_t from = start == 0 ? 0 : start + 1;
+    const std::string_view word = text.substr(from, end - from);
+    std::span<const int32_t> cached;
+    if (!cache.find(word, cached)) {
+      fresh.clear();
+      encode_word(word, fresh);
+      cache.insert(word, fresh);
+      cached = fresh;
+    }
+    ids.insert(ids.end(), cached.begin(), cached.end());
   }
   return ids;
+}
+
+void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& ids) const {
+  if (bpe_ && word.size() <= WordCache::kMaxWordBytes && first_invalid_utf8(word) < 0) {
+    bpe_->encode(word, ids);
+  } else {
+    const std::vector<int32_t> whole = encode_whole(word);
+    ids.insert(ids.end(), whole.begin(), whole.end());
+  }
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {

@@ -17,6 +17,8 @@ class SentencePieceProcessor;
 
 namespace dssm::data {
 
+class BpeWords;
+
 class Tokenizer {
  public:
   explicit Tokenizer(const std::string& model_path);
@@ -25,13 +27,15 @@ class Tokenizer {
   // No <bos>/<eos> added. Fast path (same ids as encode_whole): sentencepiece's BPE never merges
   // across the start of a word — a run of spaces before other characters — when no piece holds
   // a space after another character (true of LLaMA's BPE model and of ours). A text's ids are then
-  // its words' ids end to end, and words repeat, so a per-thread cache (word -> ids, cleared at
-  // 1M entries) skips most of the work. Checked at load: a BPE model (unigram breaks ties by
-  // position), the pieces, and probe texts;
-  // a model that fails the check always encodes whole texts.
+  // its words' ids end to end, and words repeat, so a per-thread WordCache skips most of the
+  // work; a word not seen before is encoded by BpeWords (sentencepiece's BPE without its per-call
+  // overhead) when the model allows it, else by sentencepiece. Checked at load: a BPE model
+  // (unigram breaks ties by position), the pieces, and probe texts; a model that fails the check
+  // always encodes whole texts.
   std::vector<int32_t> encode(std::string_view text) const;
   std::vector<int32_t> encode_whole(std::string_view text) const;  // one sentencepiece call
   bool word_cache_enabled() const { return word_cache_; }
+  bool own_bpe_enabled() const { return bpe_ != nullptr; }
   std::string decode(std::span<const int32_t> ids) const;
 
   int32_t vocab_size() const;
@@ -40,10 +44,13 @@ class Tokenizer {
   const std::string& path() const { return path_; }
 
  private:
-  bool words_are_independent() const;
+  bool pieces_allow_word_split() const;
+  bool probes_agree() const;
+  void encode_word(std::string_view word, std::vector<int32_t>& ids) const;
 
   std::string path_;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  std::unique_ptr<BpeWords> bpe_;
   uint64_t instance_ = 0;  // tells the per-thread caches of different tokenizers apart
   bool word_cache_ = false;
 };
