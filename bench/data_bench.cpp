@@ -1,15 +1,17 @@
 // Data pipeline benchmarks:
-//   1. preparation throughput: raw text tokenized and written as shards, in MB of raw text per
-//      CPU-second (= per core) with one thread, and in wall-clock MB/s with all threads;
+//   1. preparation throughput: raw text tokenized and written as shards, with 1 and 2 threads, in
+//      MB of raw text per CPU-second of the process (= per core, robust to other load) and per
+//      wall-clock second; each the median of REPEATS runs (default 3);
 //   2. sampler throughput: training windows drawn from a memory-mapped shard, in tokens per
 //      second and microseconds per window.
-// usage: data_bench [CORPUS.jsonl TOKENIZER.model]
+// usage: data_bench [CORPUS.jsonl TOKENIZER.model [REPEATS]]
 //        (defaults: data/linux-doc/corpus.jsonl and data/linux-doc/tokenizer.model, made by
 //        tools/prepare_corpus.sh)
 #include <fmt/format.h>
-#include <omp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <random>
@@ -32,19 +34,49 @@ double cpu_seconds() {  // of the whole process, all threads
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-void bench_preparation(const std::string& corpus, const std::string& model, const fs::path& tmp) {
+// One preparation of `corpus` with `threads` threads: raw MB per process CPU-second (robust to
+// other load on the machine) and per wall-clock second.
+struct Throughput {
+  double per_cpu_second, per_wall_second;
+  int64_t tokens;
+};
+
+Throughput prepare_once(const std::string& corpus, const std::string& model, const fs::path& tmp,
+                        int threads) {
   const double megabytes = static_cast<double>(fs::file_size(corpus)) / 1e6;
-  fmt::print("preparation of {} ({:.1f} MB) with {}\n", corpus, megabytes, model);
-  for (const int threads : {1, omp_get_max_threads()}) {
-    const double wall = now(), cpu = cpu_seconds();
-    const PrepareSummary s = prepare_dataset({.inputs = {corpus},
-                                              .tokenizer_model = model,
-                                              .out_dir = (tmp / "prepare").string(),
-                                              .threads = threads,
-                                              .overwrite = true});
-    const double wall_s = now() - wall, cpu_s = cpu_seconds() - cpu;
-    fmt::print("  threads {:>2}: {:>9} tokens  {:6.2f} MB/s wall  {:6.2f} MB per CPU-second\n",
-               threads, s.tokens, megabytes / wall_s, megabytes / cpu_s);
+  const double wall = now(), cpu = cpu_seconds();
+  const PrepareSummary s = prepare_dataset({.inputs = {corpus},
+                                            .tokenizer_model = model,
+                                            .out_dir = (tmp / "prepare").string(),
+                                            .threads = threads,
+                                            .overwrite = true});
+  return {megabytes / (cpu_seconds() - cpu), megabytes / (now() - wall), s.tokens};
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+void bench_preparation(const std::string& corpus, const std::string& model, const fs::path& tmp,
+                       int repeats) {
+  fmt::print("preparation of {} ({:.1f} MB) with {}, {} runs each (median, min - max)\n", corpus,
+             static_cast<double>(fs::file_size(corpus)) / 1e6, model, repeats);
+  for (const int threads : {1, 2}) {
+    std::vector<double> cpu, wall;
+    int64_t tokens = 0;
+    for (int r = 0; r < repeats; ++r) {
+      const Throughput t = prepare_once(corpus, model, tmp, threads);
+      cpu.push_back(t.per_cpu_second);
+      wall.push_back(t.per_wall_second);
+      tokens = t.tokens;
+    }
+    fmt::print(
+        "  threads {}: {} tokens  {:.2f} ({:.2f} - {:.2f}) MB per CPU-second  "
+        "{:.2f} ({:.2f} - {:.2f}) MB/s wall\n",
+        threads, tokens, median(cpu), *std::min_element(cpu.begin(), cpu.end()),
+        *std::max_element(cpu.begin(), cpu.end()), median(wall),
+        *std::min_element(wall.begin(), wall.end()), *std::max_element(wall.begin(), wall.end()));
   }
 }
 
@@ -82,12 +114,13 @@ void bench_sampler(const fs::path& tmp) {
 int main(int argc, char** argv) {
   const std::string corpus = argc > 2 ? argv[1] : "data/linux-doc/corpus.jsonl";
   const std::string model = argc > 2 ? argv[2] : "data/linux-doc/tokenizer.model";
+  const int repeats = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
   const fs::path tmp = fs::temp_directory_path() / "dssm_data_bench";
   fs::create_directories(tmp);
   try {
     bench_sampler(tmp);
     if (fs::exists(corpus) && fs::exists(model)) {
-      bench_preparation(corpus, model, tmp);
+      bench_preparation(corpus, model, tmp, repeats);
     } else {
       fmt::print("no {} or {}: run tools/prepare_corpus.sh for the preparation benchmark\n", corpus,
                  model);
