@@ -3,6 +3,8 @@
 //
 // matmul: GFLOP/s of dssm::matmul / bmm against Eigen's GEMM on the same shapes and threads.
 // elementwise and softmax: GB/s (bytes read + written once) against memcpy of the same bytes.
+// The unary ops run forward through dssm::unary and backward through their CPU kernel
+// (vec::unary_backward, dx = g f'(saved)), in f32 and bf16.
 #include <fmt/format.h>
 #include <omp.h>
 #include <Eigen/Core>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.hpp"
+#include "ops/cpu_vectorised.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
@@ -56,25 +59,77 @@ void bench_matmul(const char* label, int64_t batch, int64_t m, int64_t k, int64_
              flops / eigen / 1e9, eigen / ours);
 }
 
+// Seconds of one run of fn.
+double time_once(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The op against a memcpy of the same bytes (read + write) with the same threads, run in turns
+// (op, copy, op, copy, ...) after a warm-up, each timed by its fastest run: on a shared machine
+// the fastest run is the one least disturbed, and turns expose both to the same load.
 void bench_bandwidth(const char* label, int64_t n, int reads, int writes,
                      const std::function<void()>& fn, int reps, int element_bytes = 4) {
   const double bytes = static_cast<double>(n) * element_bytes * (reads + writes);
-  const double ours = time_median(fn, reps);
-  // memcpy moves the same number of bytes (read + write) as the op does.
   const size_t copy_bytes = static_cast<size_t>(bytes / 2);
   std::vector<char> a(copy_bytes, 1), b(copy_bytes);
-  const double copy = time_median(
-      [&] {
-        const int64_t threads = omp_get_max_threads(), chunk = copy_bytes / threads;
+  const auto copy = [&] {
+    const int64_t threads = omp_get_max_threads(), chunk = copy_bytes / threads;
 #pragma omp parallel for
-        for (int64_t t = 0; t < threads; ++t) {
-          const size_t len = t == threads - 1 ? copy_bytes - t * chunk : chunk;
-          std::memcpy(b.data() + t * chunk, a.data() + t * chunk, len);
+    for (int64_t t = 0; t < threads; ++t) {
+      const size_t len = t == threads - 1 ? copy_bytes - t * chunk : chunk;
+      std::memcpy(b.data() + t * chunk, a.data() + t * chunk, len);
+    }
+  };
+  fn();
+  copy();
+  double ours = 1e30, copied = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    ours = std::min(ours, time_once(fn));
+    copied = std::min(copied, time_once(copy));
+  }
+  fmt::print("{:<34} {:>10.2f} {:>10.2f} {:>8.2f}x\n", label, bytes / ours / 1e9,
+             bytes / copied / 1e9, copied / ours);
+}
+
+struct UnaryBench {
+  const char* name;
+  UnaryOp op;
+  bool positive;  // inputs > 0 (log, sqrt, rsqrt)
+};
+const UnaryBench kUnary[] = {
+    {"exp", UnaryOp::exp, false},           {"log", UnaryOp::log, true},
+    {"sqrt", UnaryOp::sqrt, true},          {"rsqrt", UnaryOp::rsqrt, true},
+    {"sigmoid", UnaryOp::sigmoid, false},   {"tanh", UnaryOp::tanh, false},
+    {"silu", UnaryOp::silu, false},         {"gelu", UnaryOp::gelu, false},
+    {"softplus", UnaryOp::softplus, false}, {"relu", UnaryOp::relu, false},
+};
+
+// Forward (1 read, 1 write) and backward (2 reads, 1 write) of each unary op on n elements of
+// `x` (f32 or bf16; `positive` = |x| for the ops that need it).
+void bench_unary(const Tensor& x, const Tensor& positive, const char* suffix) {
+  const int64_t n = x.numel();
+  const int bytes = static_cast<int>(dtype_size(x.dtype()));
+  const Tensor g = x.clone(), dx = Tensor::empty(x.shape(), x.dtype());
+  for (const UnaryBench& u : kUnary) {
+    const Tensor& in = u.positive ? positive : x;
+    bench_bandwidth(
+        fmt::format("{}{}", u.name, suffix).c_str(), n, 1, 1, [&] { unary(u.op, in); }, 10, bytes);
+  }
+  for (const UnaryBench& u : kUnary) {
+    const Tensor& in = u.positive ? positive : x;
+    dispatch_unary(u.op, [&]<UnaryOp kOp>() {
+      dispatch_floating(x.dtype(), "bench", [&]<typename T>() {
+        if constexpr (!std::is_same_v<T, double>) {
+          bench_bandwidth(
+              fmt::format("{} backward{}", u.name, suffix).c_str(), n, 2, 1,
+              [&] { vec::unary_backward<kOp>(g.data<T>(), in.data<T>(), dx.data<T>(), n, 0.0f); },
+              10, bytes);
         }
-      },
-      reps);
-  fmt::print("{:<28} {:>10.2f} {:>10.2f} {:>8.2f}x\n", label, bytes / ours / 1e9,
-             bytes / copy / 1e9, copy / ours);
+      });
+    });
+  }
 }
 
 }  // namespace
@@ -94,28 +149,14 @@ int main() {
   const Tensor rows = Tensor::randn({n / 4096, 4096}, gen);
   const Tensor weight = Tensor::ones({4096}), bias = Tensor::zeros({4096});
   const Tensor targets = Tensor::zeros({n / 4096}, DType::i64);
-  fmt::print("\n{:<28} {:>10} {:>10} {:>9}\n", "bandwidth (f32, 64 MB)", "ours GB/s", "memcpy GB/s",
+  fmt::print("\n{:<34} {:>10} {:>10} {:>9}\n", "bandwidth (f32, 64 MB)", "ours GB/s", "memcpy GB/s",
              "ratio");
   bench_bandwidth(
       "add", n, 2, 1, [&] { add(x, y); }, 10);
   bench_bandwidth(
       "mul_scalar", n, 1, 1, [&] { mul_scalar(x, 1.5); }, 10);
-  bench_bandwidth(
-      "exp", n, 1, 1, [&] { exp(x); }, 10);
-  bench_bandwidth(
-      "log", n, 1, 1, [&] { log(positive); }, 10);
-  bench_bandwidth(
-      "sigmoid", n, 1, 1, [&] { sigmoid(x); }, 10);
-  bench_bandwidth(
-      "tanh", n, 1, 1, [&] { tanh(x); }, 10);
-  bench_bandwidth(
-      "silu", n, 1, 1, [&] { silu(x); }, 10);
-  bench_bandwidth(
-      "gelu", n, 1, 1, [&] { gelu(x); }, 10);
-  bench_bandwidth(
-      "softplus", n, 1, 1, [&] { softplus(x); }, 10);
-  bench_bandwidth(
-      "silu bf16 (32 MB)", n, 1, 1, [&] { silu(x_bf16); }, 10, 2);
+  bench_unary(x, positive, "");
+  bench_unary(x_bf16, positive.to(DType::bf16), " bf16 (32 MB)");
   bench_bandwidth(
       "softmax (rows of 4096)", n, 1, 1, [&] { softmax(rows, -1); }, 10);
   bench_bandwidth(

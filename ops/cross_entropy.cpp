@@ -20,41 +20,42 @@
 namespace dssm {
 namespace {
 
-// The f32 kernels (f32 and bf16 logits), one row at a time with Eigen's vectorised exp (see
-// ops/cpu_vectorised.hpp); bf16 rows are converted to f32 buffers first. f64 runs the scalar loops.
+// The f32 kernels (f32 and bf16 logits), one row at a time with the vectorised exp and log of
+// ops/cpu_vectorised_math.hpp: forward reads each row from memory once for its max, then again
+// from L1 for the sum of exponentials (terms below FLT_MIN flushed to 0: the sum is >= 1).
+// f64 runs the scalar loops.
 template <typename T, typename I>
 void cpu_cross_entropy_forward_f32(float* loss, float* lse, const T* x, const I* t, int64_t rows,
                                    int64_t vocab, int64_t ignore_index) {
-#pragma omp parallel if (rows * vocab > vec::kParallelMin)
-  {
-    std::vector<float> buffer;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < rows; ++n) {
-      const vec::ConstArrayMap xr(vec::as_float(x + n * vocab, vocab, buffer), vocab);
-      const float m = xr.maxCoeff();
-      lse[n] = m + std::log(vec::exp(xr - m).sum());
-      loss[n] = t[n] == ignore_index ? 0.0f : lse[n] - xr[t[n]];
-    }
+#pragma omp parallel for schedule(static) if (rows * vocab > vec::kParallelMin)
+  for (int64_t n = 0; n < rows; ++n) {
+    const T* xr = x + n * vocab;
+    const float m = vec::max(vocab, [&](int64_t v) { return vec::load(xr, v); });
+    const float total = vec::sum(
+        vocab, [&](int64_t v) { return vec::exp_nonpositive_flushed(vec::load(xr, v) - m); });
+    lse[n] = m + vec::log(total);
+    loss[n] = t[n] == ignore_index ? 0.0f : lse[n] - vec::load(xr, t[n]);
   }
 }
 
 template <typename T, typename I>
 void cpu_cross_entropy_backward_f32(T* dx, const T* x, const I* t, const float* lse, float factor,
                                     int64_t rows, int64_t vocab, int64_t ignore_index) {
-#pragma omp parallel if (rows * vocab > vec::kParallelMin)
-  {
-    std::vector<float> in_buffer, out_buffer;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < rows; ++n) {
-      vec::ArrayMap dr(vec::out_float(dx + n * vocab, vocab, out_buffer), vocab);
-      if (t[n] == ignore_index) {
-        dr.setZero();
-      } else {
-        const vec::ConstArrayMap xr(vec::as_float(x + n * vocab, vocab, in_buffer), vocab);
-        dr = vec::exp(xr - lse[n]) * factor;
-        dr[t[n]] = (std::exp(xr[t[n]] - lse[n]) - 1.0f) * factor;
-      }
-      vec::store(dx + n * vocab, dr.data(), vocab);
+#pragma omp parallel for schedule(static) if (rows * vocab > vec::kParallelMin)
+  for (int64_t n = 0; n < rows; ++n) {
+    const T* xr = x + n * vocab;
+    T* dr = dx + n * vocab;
+    if (t[n] == ignore_index) {
+#pragma omp simd
+      for (int64_t v = 0; v < vocab; ++v) vec::store(dr, v, 0.0f);
+      continue;
+    }
+    const int64_t target = t[n];
+    const float shift = lse[n];
+#pragma omp simd
+    for (int64_t v = 0; v < vocab; ++v) {
+      const float p = vec::exp(vec::load(xr, v) - shift);
+      vec::store(dr, v, (p - (v == target ? 1.0f : 0.0f)) * factor);
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <vector>
 
 #include "autograd/graph.hpp"
 #include "cuda/kernels_nn.hpp"
@@ -22,43 +23,53 @@
 namespace dssm {
 namespace {
 
-// The f32 kernels (f32 and bf16 data): the same passes as the scalar loops below, as Eigen array
-// expressions (vectorised sums and products; the scalar loops' float reductions do not vectorise
-// without -ffast-math). bf16 segments, weights and biases are converted to f32 buffers first.
+// The f32 kernels (f32 and bf16 data): the same passes as the scalar loops below, as vectorised
+// loops (the scalar loops' float reductions do not vectorise without -ffast-math). Each segment
+// is read from memory once; the later passes over it hit L1 (a row of 4096 floats is 16 KB).
+// with_column(p, col, absent, fn) calls fn with a reader of column col + j of the weight or bias
+// p, or of the constant `absent` where there is none (1 for weights, 0 for biases).
+template <typename T, typename Fn>
+void with_column(const T* p, int64_t col, float absent, Fn&& fn) {
+  if (p) {
+    fn([=](int64_t j) { return vec::load(p, col + j); });
+  } else {
+    fn([=](int64_t) { return absent; });
+  }
+}
+
 template <typename T>
 void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                           const Tensor& weight, const Tensor& bias, int64_t groups, double eps) {
   const int64_t width = x.size(-1), segments = x.numel() / width * groups;
   const int64_t seg = width / groups;
-  std::vector<float> w_buffer, b_buffer;
-  const float* pw = weight.defined() ? vec::as_float(weight.data<T>(), width, w_buffer) : nullptr;
-  const float* pb = bias.defined() ? vec::as_float(bias.data<T>(), width, b_buffer) : nullptr;
+  const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+  const T* pb = bias.defined() ? bias.data<T>() : nullptr;
   const T* px = x.data<T>();
   float* pmean = mean.defined() ? mean.data<float>() : nullptr;
   float* prstd = rstd.data<float>();
   T* py = y.data<T>();
   const float n = static_cast<float>(seg), epsilon = static_cast<float>(eps);
-#pragma omp parallel if (x.numel() > vec::kParallelMin)
-  {
-    std::vector<float> in_buffer, out_buffer;
-#pragma omp for schedule(static)
-    for (int64_t s = 0; s < segments; ++s) {
-      const vec::ConstArrayMap xs(vec::as_float(px + s * seg, seg, in_buffer), seg);
-      vec::ArrayMap ys(vec::out_float(py + s * seg, seg, out_buffer), seg);
-      const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
-      const float mu = pmean ? xs.sum() / n : 0.0f;
-      if (pmean) pmean[s] = mu;
-      const float r = 1.0f / std::sqrt((xs - mu).square().sum() / n + epsilon);
-      prstd[s] = r;
-      if (pw && pb) {
-        ys = (xs - mu) * r * vec::ConstArrayMap(pw + col, seg) + vec::ConstArrayMap(pb + col, seg);
-      } else if (pw) {
-        ys = (xs - mu) * r * vec::ConstArrayMap(pw + col, seg);
-      } else {
-        ys = (xs - mu) * r;
-      }
-      vec::store(py + s * seg, ys.data(), seg);
-    }
+#pragma omp parallel for schedule(static) if (x.numel() > vec::kParallelMin)
+  for (int64_t s = 0; s < segments; ++s) {
+    const T* xs = px + s * seg;
+    T* ys = py + s * seg;
+    const float mu = pmean ? vec::sum(seg, [&](int64_t j) { return vec::load(xs, j); }) / n : 0.0f;
+    if (pmean) pmean[s] = mu;
+    const float var = vec::sum(seg, [&](int64_t j) {
+      const float d = vec::load(xs, j) - mu;
+      return d * d;
+    });
+    const float r = 1.0f / std::sqrt(var / n + epsilon);
+    prstd[s] = r;
+    const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
+    with_column(pw, col, 1.0f, [&](auto w) {
+      with_column(pb, col, 0.0f, [&](auto b) {
+#pragma omp simd
+        for (int64_t j = 0; j < seg; ++j) {
+          vec::store(ys, j, (vec::load(xs, j) - mu) * r * w(j) + b(j));
+        }
+      });
+    });
   }
 }
 
@@ -68,8 +79,7 @@ void cpu_norm_backward_f32(const Tensor& dx, const Tensor& dweight, const Tensor
                            const Tensor& mean, const Tensor& rstd, int64_t groups) {
   const int64_t width = x.size(-1), segments = x.numel() / width * groups;
   const int64_t seg = width / groups;
-  std::vector<float> w_buffer;
-  const float* pw = weight.defined() ? vec::as_float(weight.data<T>(), width, w_buffer) : nullptr;
+  const T* pw = weight.defined() ? weight.data<T>() : nullptr;
   const T* px = x.data<T>();
   const T* pg = g.data<T>();
   const float* pmean = mean.defined() ? mean.data<float>() : nullptr;
@@ -83,27 +93,33 @@ void cpu_norm_backward_f32(const Tensor& dx, const Tensor& dweight, const Tensor
   {
     float* dw_mine = dw_parts.empty() ? nullptr : dw_parts.data() + omp_get_thread_num() * width;
     float* db_mine = db_parts.empty() ? nullptr : db_parts.data() + omp_get_thread_num() * width;
-    std::vector<float> x_buffer, g_buffer, out_buffer, xhat_buffer(seg), gw_buffer(seg);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < segments; ++s) {
-      const vec::ConstArrayMap xs(vec::as_float(px + s * seg, seg, x_buffer), seg);
-      const vec::ConstArrayMap gs(vec::as_float(pg + s * seg, seg, g_buffer), seg);
-      vec::ArrayMap ds(vec::out_float(pdx + s * seg, seg, out_buffer), seg);
-      vec::ArrayMap xhat(xhat_buffer.data(), seg), gw(gw_buffer.data(), seg);
+      const T* xs = px + s * seg;
+      const T* gs = pg + s * seg;
+      T* ds = pdx + s * seg;
       const int64_t col = (s % groups) * seg;
       const float mu = pmean ? pmean[s] : 0.0f, r = prstd[s];
-      xhat = (xs - mu) * r;
-      if (pw) {
-        gw = gs * vec::ConstArrayMap(pw + col, seg);
-      } else {
-        gw = gs;
+      with_column(pw, col, 1.0f, [&](auto w) {
+        const auto xhat = [&](int64_t j) { return (vec::load(xs, j) - mu) * r; };
+        const auto gw = [&](int64_t j) { return vec::load(gs, j) * w(j); };
+        const float mean_gw = pmean ? vec::sum(seg, gw) / n : 0.0f;
+        const float mean_gw_xhat = vec::sum(seg, [&](int64_t j) { return gw(j) * xhat(j); }) / n;
+#pragma omp simd
+        for (int64_t j = 0; j < seg; ++j) {
+          vec::store(ds, j, r * (gw(j) - mean_gw - xhat(j) * mean_gw_xhat));
+        }
+      });
+      if (dw_mine) {
+#pragma omp simd
+        for (int64_t j = 0; j < seg; ++j) {
+          dw_mine[col + j] += vec::load(gs, j) * ((vec::load(xs, j) - mu) * r);
+        }
       }
-      const float mean_gw = pmean ? gw.sum() / n : 0.0f;
-      const float mean_gw_xhat = (gw * xhat).sum() / n;
-      ds = r * (gw - mean_gw - xhat * mean_gw_xhat);
-      vec::store(pdx + s * seg, ds.data(), seg);
-      if (dw_mine) vec::ArrayMap(dw_mine + col, seg) += gs * xhat;
-      if (db_mine) vec::ArrayMap(db_mine + col, seg) += gs;
+      if (db_mine) {
+#pragma omp simd
+        for (int64_t j = 0; j < seg; ++j) db_mine[col + j] += vec::load(gs, j);
+      }
     }
   }
   auto reduce_parts = [&](const std::vector<float>& parts, const Tensor& out) {

@@ -20,28 +20,45 @@ const char* softmax_name(bool log) {
   return log ? "log_softmax" : "softmax";
 }
 
-// The f32 kernels (f32 and bf16 data), one row at a time with Eigen's vectorised exp (see
-// ops/cpu_vectorised.hpp); bf16 rows are converted to f32 buffers first.
+// The f32 kernels (f32 and bf16 data), one row at a time: one pass over the row in memory for the
+// max, then passes over the same row, now in L1 (a row of 4096 floats is 16 KB), for the sum of
+// the exponentials and the output. exp is ops/cpu_vectorised_math.hpp's, with terms below
+// FLT_MIN flushed to 0: they are terms of a sum >= 1 (the max contributes e^0).
 template <typename T>
 void cpu_softmax_f32(const Tensor& y, const Tensor& x, bool log) {
   const int64_t cols = x.size(-1), rows = x.numel() / cols;
   const T* in = x.data<T>();
   T* out = y.data<T>();
-#pragma omp parallel if (rows * cols > vec::kParallelMin)
-  {
-    std::vector<float> in_buffer, out_buffer;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const vec::ConstArrayMap xr(vec::as_float(in + r * cols, cols, in_buffer), cols);
-      vec::ArrayMap yr(vec::out_float(out + r * cols, cols, out_buffer), cols);
-      const float m = xr.maxCoeff();
-      if (log) {
-        yr = (xr - m) - std::log(vec::exp(xr - m).sum());  // x - m is exact near the max
-      } else {
-        yr = vec::exp(xr - m);
-        yr *= 1.0f / yr.sum();
+#pragma omp parallel for schedule(static) if (rows * cols > vec::kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = in + r * cols;
+    T* yr = out + r * cols;
+    const float m = vec::max(cols, [&](int64_t j) { return vec::load(xr, j); });
+    if (log) {
+      const float total = vec::sum(
+          cols, [&](int64_t j) { return vec::exp_nonpositive_flushed(vec::load(xr, j) - m); });
+      const float log_total = vec::log(total);
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) {
+        vec::store(yr, j, (vec::load(xr, j) - m) - log_total);  // x - m is exact near the max
       }
-      vec::store(out + r * cols, yr.data(), cols);
+    } else {
+      // f32: the exponentials go to y (in L1), then are scaled there, one exp per element. bf16
+      // recomputes them instead, so that each output is rounded once.
+      const float total = vec::sum(cols, [&](int64_t j) {
+        const float e = vec::exp_nonpositive_flushed(vec::load(xr, j) - m);
+        if constexpr (std::is_same_v<T, float>) yr[j] = e;
+        return e;
+      });
+      const float inverse = 1.0f / total;
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) {
+        if constexpr (std::is_same_v<T, float>) {
+          yr[j] *= inverse;
+        } else {
+          vec::store(yr, j, vec::exp_nonpositive_flushed(vec::load(xr, j) - m) * inverse);
+        }
+      }
     }
   }
 }
@@ -52,22 +69,24 @@ void cpu_softmax_backward_f32(const Tensor& dx, const Tensor& g, const Tensor& y
   const T* pg = g.data<T>();
   const T* py = y.data<T>();
   T* pdx = dx.data<T>();
-#pragma omp parallel if (rows * cols > vec::kParallelMin)
-  {
-    std::vector<float> g_buffer, y_buffer, out_buffer;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const vec::ConstArrayMap gr(vec::as_float(pg + r * cols, cols, g_buffer), cols);
-      const vec::ConstArrayMap yr(vec::as_float(py + r * cols, cols, y_buffer), cols);
-      vec::ArrayMap dr(vec::out_float(pdx + r * cols, cols, out_buffer), cols);
-      if (log) {
-        const float total = gr.sum();
-        dr = gr - vec::exp(yr) * total;
-      } else {
-        const float dot = (gr * yr).sum();
-        dr = yr * (gr - dot);
+#pragma omp parallel for schedule(static) if (rows * cols > vec::kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* gr = pg + r * cols;
+    const T* yr = py + r * cols;
+    T* dr = pdx + r * cols;
+    if (log) {
+      const float total = vec::sum(cols, [&](int64_t j) { return vec::load(gr, j); });
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) {
+        vec::store(dr, j, vec::load(gr, j) - vec::exp(vec::load(yr, j)) * total);
       }
-      vec::store(pdx + r * cols, dr.data(), cols);
+    } else {
+      const float dot =
+          vec::sum(cols, [&](int64_t j) { return vec::load(gr, j) * vec::load(yr, j); });
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) {
+        vec::store(dr, j, vec::load(yr, j) * (vec::load(gr, j) - dot));
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 // Unary elementwise ops y = f(x) and their backward dx = dy * f'(x).
 // The formulas are in ops/elementwise_math.hpp, shared with the CUDA kernels.
-// The f32 (and bf16) CPU kernels of the transcendental ops use their vectorised f32 forms in
-// ops/cpu_vectorised.hpp; f64 runs the scalar definition.
+// The f32 (and bf16) CPU kernels use the vectorised f32 forms of ops/cpu_vectorised.hpp (all ops
+// but pow); f64 and pow run the scalar definition.
 #include "autograd/graph.hpp"
 #include "cuda/kernels.hpp"
 #include "ops/cpu_vectorised.hpp"
@@ -32,13 +32,10 @@ void cpu_unary(UnaryOp op, const Tensor& out, const Tensor& x, double param) {
       const T* in = x.data<T>();
       T* o = out.data<T>();
       const int64_t n = x.numel();
-      if constexpr (std::is_same_v<C, float> && vec::has_unary_forward<kOp>) {
-        vec::for_each_chunk<T, 1>({in}, o, n, [](const auto& src, float* dst, int64_t count) {
-          vec::unary_forward_chunk<kOp>(src[0], dst, count);
-        });
-        return;
-      }
       const C p = static_cast<C>(param);
+      if constexpr (std::is_same_v<C, float> && vec::has_unary<kOp>) {
+        return vec::unary_forward<kOp>(in, o, n, p);
+      }
 #pragma omp parallel for simd if (n > 32768)
       for (int64_t i = 0; i < n; ++i) {
         o[i] = static_cast<T>(math::unary_forward<kOp, C>(static_cast<C>(in[i]), p));
@@ -57,13 +54,10 @@ void cpu_unary_backward(UnaryOp op, const Tensor& grad_in, const Tensor& grad_ou
       const T* s = saved.data<T>();
       T* gi = grad_in.data<T>();
       const int64_t n = saved.numel();
-      if constexpr (std::is_same_v<C, float> && vec::has_unary_derivative<kOp>) {
-        vec::for_each_chunk<T, 2>({g, s}, gi, n, [](const auto& src, float* dst, int64_t count) {
-          vec::unary_backward_chunk<kOp>(src[0], src[1], dst, count);
-        });
-        return;
-      }
       const C p = static_cast<C>(param);
+      if constexpr (std::is_same_v<C, float> && vec::has_unary<kOp>) {
+        return vec::unary_backward<kOp>(g, s, gi, n, p);
+      }
 #pragma omp parallel for simd if (n > 32768)
       for (int64_t i = 0; i < n; ++i) {
         const C v = static_cast<C>(s[i]);

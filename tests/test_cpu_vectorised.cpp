@@ -1,9 +1,11 @@
-// The vectorised f32 CPU kernels (ops/cpu_vectorised.hpp) against the scalar definitions of
-// ops/elementwise_math.hpp evaluated in f64 on the same f32 inputs: the transcendental unary ops
-// forward and backward, and the f32 kernels of softmax, log_softmax, cross_entropy and the norms
-// against their f64 path. bf16 runs the same f32 code on converted values.
+// The vectorised f32 CPU kernels (ops/cpu_vectorised.hpp, ops/cpu_vectorised_math.hpp) against
+// the scalar definitions of ops/elementwise_math.hpp evaluated in f64 on the same f32 inputs: the
+// unary ops forward and backward (on random inputs and on a sweep of the whole f32 range), and
+// the f32 kernels of softmax, log_softmax, cross_entropy and the norms against their f64 path.
+// bf16 runs the same f32 code on converted values and rounds once.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -105,7 +107,7 @@ const UnaryCase kForwardCases[] = {
     {"sqrt", UnaryOp::sqrt, true, false},          {"rsqrt", UnaryOp::rsqrt, true, false},
     {"sigmoid", UnaryOp::sigmoid, false, false},   {"tanh", UnaryOp::tanh, false, false},
     {"silu", UnaryOp::silu, false, false},         {"gelu", UnaryOp::gelu, false, true},
-    {"softplus", UnaryOp::softplus, false, false},
+    {"softplus", UnaryOp::softplus, false, false}, {"relu", UnaryOp::relu, false, false},
 };
 
 double definition_forward(UnaryOp op, double x) {
@@ -160,6 +162,30 @@ TEST_CASE("vectorised f32 unary ops equal the f64 scalar definition", "[ops]") {
     SECTION(c.name) {
       std::vector<float> x = random_inputs(seed, c.positive);
       x.insert(x.end(), {kInf, -kInf, kNaN});
+      const auto y = f32_values(unary(c.op, f32_tensor(x)));
+      check_against(
+          c.name, x, y, [&](double v) { return forward_f64(c.op, v); }, c.allow_conditioning);
+    }
+    ++seed;
+  }
+}
+
+// Every 4099th f32 bit pattern from a random start: all binades of both signs, the denormals,
+// +-0, +-inf and NaNs, at about a million points.
+std::vector<float> bit_pattern_sweep(uint32_t seed) {
+  std::vector<float> v;
+  for (uint64_t bits = std::mt19937(seed)() % 4099; bits < (uint64_t{1} << 32); bits += 4099) {
+    v.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));
+  }
+  v.insert(v.end(), {0.0f, -0.0f, kInf, -kInf});
+  return v;
+}
+
+TEST_CASE("vectorised f32 unary ops equal the f64 definition over the whole f32 range", "[ops]") {
+  uint32_t seed = 200;
+  for (const UnaryCase& c : kForwardCases) {
+    SECTION(c.name) {
+      const std::vector<float> x = bit_pattern_sweep(seed);
       const auto y = f32_values(unary(c.op, f32_tensor(x)));
       check_against(
           c.name, x, y, [&](double v) { return forward_f64(c.op, v); }, c.allow_conditioning);
@@ -223,6 +249,21 @@ TEST_CASE("bf16 unary ops compute in f32 and round once", "[ops]") {
         for (size_t i = 0; i < got_dx.size(); ++i) {
           INFO("element " << i);
           CHECK(((std::isnan(got_dx[i]) && std::isnan(want_dx[i])) || got_dx[i] == want_dx[i]));
+        }
+      } else {
+        // From the bf16 output: g f'(y) in f64 at the same bf16 g and y, which the kernel rounds
+        // once to bf16 (2^-9 relative), after an f32 evaluation (1e-6 of the terms, ~|g|).
+        const auto yv = f32_values(y), gv = f32_values(g), got_dx = f32_values(leaf.grad());
+        for (size_t i = 0; i < got_dx.size(); ++i) {
+          const double want = gv[i] * derivative_f64(c.op, 0, yv[i]);
+          INFO("y = " << yv[i] << ", g = " << gv[i] << ": got " << got_dx[i] << ", want " << want);
+          if (std::isnan(want) || std::isinf(static_cast<float>(want))) {  // NaN or past f32
+            CHECK(
+                (std::isnan(want) ? std::isnan(got_dx[i]) : got_dx[i] == static_cast<float>(want)));
+          } else {
+            CHECK(std::abs(got_dx[i] - want) <=
+                  0x1p-8 * std::abs(want) + 1e-6 * std::abs(gv[i]) + kMinNormal);
+          }
         }
       }
     }
