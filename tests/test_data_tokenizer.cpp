@@ -18,7 +18,6 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
   CHECK(tokenizer.bos_id() == 1);
   CHECK(tokenizer.eos_id() == 2);
   CHECK(tokenizer.word_cache_enabled());
-  CHECK(tokenizer.own_bpe_enabled());
 
   RawDocumentReader corpus({dssm::test::tiny_corpus()});
   RawDocument document;
@@ -48,9 +47,9 @@ TEST_CASE("A trained tokenizer has LLaMA's special ids and decodes what it encod
   }
 }
 
-TEST_CASE("Words encoded here (BpeWords) get sentencepiece's ids", "[data]") {
+TEST_CASE("Texts split into cached words get the ids of one sentencepiece call", "[data]") {
   const Tokenizer tokenizer(dssm::test::tiny_tokenizer());
-  REQUIRE(tokenizer.own_bpe_enabled());
+  REQUIRE(tokenizer.word_cache_enabled());
   // Random words over letters seen in training, digits, punctuation, characters the vocabulary
   // lacks (byte fallback), tabs and newlines, in runs that make many merge orders.
   const std::vector<std::string> characters = {"t",  "h", "e", "a",  "n",    "s",    "i", "o", "r",
@@ -75,7 +74,6 @@ TEST_CASE("A unigram model encodes whole texts (no word cache)", "[data]") {
                    .threads = 1});
   const Tokenizer tokenizer(dir / "unigram.model");
   CHECK_FALSE(tokenizer.word_cache_enabled());
-  CHECK_FALSE(tokenizer.own_bpe_enabled());
   const std::string text = "Tokenization splits text  into units.\n";
   CHECK(tokenizer.encode(text) == tokenizer.encode_whole(text));
   CHECK(tokenizer.decode(tokenizer.encode(text)) == text);

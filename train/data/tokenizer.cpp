@@ -8,10 +8,8 @@
 #include <optional>
 
 #include "tensor/error.hpp"
-#include "train/data/bpe_words.hpp"
 #include "train/data/protobuf_wire.hpp"
 #include "train/data/raw_documents.hpp"
-#include "train/data/utf8.hpp"
 #include "train/data/word_cache.hpp"
 
 #if DSSM_WITH_SENTENCEPIECE
@@ -29,13 +27,7 @@ Tokenizer::Tokenizer(const std::string& model_path)
   check(status.ok(), model_path, "cannot load the sentencepiece model: {}", status.ToString());
   static std::atomic<uint64_t> instances{0};
   instance_ = ++instances;
-  word_cache_ = pieces_allow_word_split();
-  if (!word_cache_) return;
-  bpe_ = BpeWords::from_model(processor_->serialized_model_proto());
-  if (probes_agree()) return;
-  bpe_.reset();             // then words go to sentencepiece one by one
-  instance_ = ++instances;  // and the caches filled by the probes are dropped
-  word_cache_ = probes_agree();
+  word_cache_ = pieces_allow_word_split() && probes_agree();
 }
 
 namespace {
@@ -124,12 +116,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
 }
 
 void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& ids) const {
-  if (bpe_ && word.size() <= WordCache::kMaxWordBytes && first_invalid_utf8(word) < 0) {
-    bpe_->encode(word, ids);
-  } else {
-    const std::vector<int32_t> whole = encode_whole(word);
-    ids.insert(ids.end(), whole.begin(), whole.end());
-  }
+  const std::vector<int32_t> whole = encode_whole(word);
+  ids.insert(ids.end(), whole.begin(), whole.end());
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {

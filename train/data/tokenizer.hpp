@@ -17,8 +17,6 @@ class SentencePieceProcessor;
 
 namespace dssm::data {
 
-class BpeWords;
-
 class Tokenizer {
  public:
   explicit Tokenizer(const std::string& model_path);
@@ -28,14 +26,12 @@ class Tokenizer {
   // across the start of a word — a run of spaces before other characters — when no piece holds
   // a space after another character (true of LLaMA's BPE model and of ours). A text's ids are then
   // its words' ids end to end, and words repeat, so a per-thread WordCache skips most of the
-  // work; a word not seen before is encoded by BpeWords (sentencepiece's BPE without its per-call
-  // overhead) when the model allows it, else by sentencepiece. Checked at load: a BPE model
+  // work; a word not seen before is encoded by sentencepiece. Checked at load: a BPE model
   // (unigram breaks ties by position), the pieces, and probe texts; a model that fails the check
   // always encodes whole texts.
   std::vector<int32_t> encode(std::string_view text) const;
   std::vector<int32_t> encode_whole(std::string_view text) const;  // one sentencepiece call
   bool word_cache_enabled() const { return word_cache_; }
-  bool own_bpe_enabled() const { return bpe_ != nullptr; }
   std::string decode(std::span<const int32_t> ids) const;
 
   int32_t vocab_size() const;
@@ -50,7 +46,6 @@ class Tokenizer {
 
   std::string path_;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
-  std::unique_ptr<BpeWords> bpe_;
   uint64_t instance_ = 0;  // tells the per-thread caches of different tokenizers apart
   bool word_cache_ = false;
 };
