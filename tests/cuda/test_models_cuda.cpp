@@ -1,6 +1,7 @@
 // The five models on CUDA against the CPU: for each tiny config (configs/*-tiny.json) the
 // parallel forward's logits and the gradients of the loss w.r.t. every parameter (f32, within
-// 1e-4 of each tensor's largest CPU value), and the recurrent step over a few tokens; and the
+// 1e-4 of each tensor's largest CPU value), the recurrent step over a few tokens, a parallel
+// prefill of a prompt followed by steps; and the
 // paper-sized DenseRetNet-350M and DenseMamba-360M fitting a forward + backward of 1 x 2048
 // tokens on the GPU, with the allocator's peak printed.
 #include <catch2/catch.hpp>
@@ -129,6 +130,34 @@ TEST_CASE("every tiny model's recurrent step on CUDA equals the CPU's", "[cuda][
       CHECK(relative_to_max(logits_gpu, logits_cpu) < 1e-4);
     }
     CHECK(state_gpu->position == tokens);
+  }
+}
+
+TEST_CASE("every tiny model's prefill on CUDA equals the CPU's, and so do the steps after it",
+          "[cuda][models]") {
+  const uint64_t seed = std::random_device{}();
+  std::mt19937_64 rng(seed);
+  NoGradGuard no_grad;
+  for (const char* name : kTinyConfigs) {
+    INFO(name << ", seed " << seed);
+    const nlohmann::json config = read_config(name);
+    auto cpu = models::make_model(config, seed);
+    auto gpu = models::make_model(config, seed);
+    gpu->to(Device::cuda());
+    cpu->eval(), gpu->eval();
+    const int64_t batch = 2, prompt = 37, steps = 4;
+    const Tensor ids = random_ids(rng, batch, prompt + steps, config["vocab_size"].get<int64_t>());
+    auto state_cpu = cpu->new_state(batch), state_gpu = gpu->new_state(batch);
+    const Tensor head = ids.narrow(1, 0, prompt).contiguous();
+    CHECK(relative_to_max(gpu->prefill(head.to(Device::cuda()), *state_gpu),
+                          cpu->prefill(head, *state_cpu)) < 1e-4);
+    for (int64_t t = prompt; t < prompt + steps; ++t) {
+      INFO("token " << t);
+      const Tensor id = ids.select(1, t).contiguous();
+      CHECK(relative_to_max(gpu->step(id.to(Device::cuda()), *state_gpu),
+                            cpu->step(id, *state_cpu)) < 1e-4);
+    }
+    CHECK(state_gpu->position == prompt + steps);
   }
 }
 
