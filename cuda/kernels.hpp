@@ -12,8 +12,8 @@ namespace dssm::cuda {
 
 // ops/unary.cpp: out = f(x); grad_in = grad_out * f'(saved). x, out, saved contiguous.
 void unary(UnaryOp op, const Tensor& out, const Tensor& x, double param);
-void unary_backward(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out,
-                    const Tensor& saved, double param);
+void unary_backward(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out, const Tensor& saved,
+                    double param);
 // ops/binary.cpp: out (contiguous) = a (op) b with a, b broadcast to out's shape (any strides).
 void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
 // ops/reduce.cpp: out[r] = reduce(rows[r, :]) over a contiguous [outer, inner] tensor; for max

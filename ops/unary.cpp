@@ -19,9 +19,9 @@ constexpr bool derivative_uses_output(UnaryOp op) {
 }
 
 const char* unary_name(UnaryOp op) {
-  constexpr const char* names[] = {"neg",  "exp",      "log",  "sqrt", "rsqrt",
-                                   "sigmoid", "tanh",  "silu", "gelu", "softplus",
-                                   "relu", "abs",      "pow",  "add_scalar", "mul_scalar"};
+  constexpr const char* names[] = {"neg",     "exp",  "log",  "sqrt",       "rsqrt",
+                                   "sigmoid", "tanh", "silu", "gelu",       "softplus",
+                                   "relu",    "abs",  "pow",  "add_scalar", "mul_scalar"};
   return names[static_cast<int>(op)];
 }
 
@@ -97,21 +97,51 @@ Tensor unary(UnaryOp op, const Tensor& input, double param) {
   return y;
 }
 
-Tensor neg(const Tensor& x) { return unary(UnaryOp::neg, x); }
-Tensor exp(const Tensor& x) { return unary(UnaryOp::exp, x); }
-Tensor log(const Tensor& x) { return unary(UnaryOp::log, x); }
-Tensor sqrt(const Tensor& x) { return unary(UnaryOp::sqrt, x); }
-Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::rsqrt, x); }
-Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::sigmoid, x); }
-Tensor tanh(const Tensor& x) { return unary(UnaryOp::tanh, x); }
-Tensor silu(const Tensor& x) { return unary(UnaryOp::silu, x); }
-Tensor gelu(const Tensor& x) { return unary(UnaryOp::gelu, x); }
-Tensor softplus(const Tensor& x) { return unary(UnaryOp::softplus, x); }
-Tensor relu(const Tensor& x) { return unary(UnaryOp::relu, x); }
-Tensor abs(const Tensor& x) { return unary(UnaryOp::abs, x); }
-Tensor pow(const Tensor& x, double exponent) { return unary(UnaryOp::pow, x, exponent); }
-Tensor add_scalar(const Tensor& x, double value) { return unary(UnaryOp::add_scalar, x, value); }
-Tensor mul_scalar(const Tensor& x, double value) { return unary(UnaryOp::mul_scalar, x, value); }
+Tensor neg(const Tensor& x) {
+  return unary(UnaryOp::neg, x);
+}
+Tensor exp(const Tensor& x) {
+  return unary(UnaryOp::exp, x);
+}
+Tensor log(const Tensor& x) {
+  return unary(UnaryOp::log, x);
+}
+Tensor sqrt(const Tensor& x) {
+  return unary(UnaryOp::sqrt, x);
+}
+Tensor rsqrt(const Tensor& x) {
+  return unary(UnaryOp::rsqrt, x);
+}
+Tensor sigmoid(const Tensor& x) {
+  return unary(UnaryOp::sigmoid, x);
+}
+Tensor tanh(const Tensor& x) {
+  return unary(UnaryOp::tanh, x);
+}
+Tensor silu(const Tensor& x) {
+  return unary(UnaryOp::silu, x);
+}
+Tensor gelu(const Tensor& x) {
+  return unary(UnaryOp::gelu, x);
+}
+Tensor softplus(const Tensor& x) {
+  return unary(UnaryOp::softplus, x);
+}
+Tensor relu(const Tensor& x) {
+  return unary(UnaryOp::relu, x);
+}
+Tensor abs(const Tensor& x) {
+  return unary(UnaryOp::abs, x);
+}
+Tensor pow(const Tensor& x, double exponent) {
+  return unary(UnaryOp::pow, x, exponent);
+}
+Tensor add_scalar(const Tensor& x, double value) {
+  return unary(UnaryOp::add_scalar, x, value);
+}
+Tensor mul_scalar(const Tensor& x, double value) {
+  return unary(UnaryOp::mul_scalar, x, value);
+}
 
 namespace {
 
@@ -119,9 +149,10 @@ namespace {
 // defined (log, sqrt, rsqrt, pow at x <= 0).
 GradcheckCase unary_case(const char* name, UnaryOp op, double lo, double hi, double param = 0) {
   return {.name = name,
-          .make_inputs = [lo, hi](Generator& g) {
-            return std::vector<Tensor>{random_uniform(g, {3, 5}, lo, hi)};
-          },
+          .make_inputs =
+              [lo, hi](Generator& g) {
+                return std::vector<Tensor>{random_uniform(g, {3, 5}, lo, hi)};
+              },
           .run = [op, param](const std::vector<Tensor>& in) { return unary(op, in[0], param); }};
 }
 
@@ -144,16 +175,14 @@ const OpRegistration kSoftplus{unary_case("softplus", UnaryOp::softplus, -4, 4)}
 const OpRegistration kPow{unary_case("pow", UnaryOp::pow, 0.2, 3, 2.5)};
 const OpRegistration kAddScalar{unary_case("add_scalar", UnaryOp::add_scalar, -2, 2, 0.75)};
 const OpRegistration kMulScalar{unary_case("mul_scalar", UnaryOp::mul_scalar, -2, 2, -1.5)};
-const OpRegistration kRelu{{.name = "relu",
-                            .make_inputs = [](Generator& g) {
-                              return std::vector<Tensor>{away_from_zero(g)};
-                            },
-                            .run = [](const std::vector<Tensor>& in) { return relu(in[0]); }}};
-const OpRegistration kAbs{{.name = "abs",
-                           .make_inputs = [](Generator& g) {
-                             return std::vector<Tensor>{away_from_zero(g)};
-                           },
-                           .run = [](const std::vector<Tensor>& in) { return abs(in[0]); }}};
+const OpRegistration kRelu{
+    {.name = "relu",
+     .make_inputs = [](Generator& g) { return std::vector<Tensor>{away_from_zero(g)}; },
+     .run = [](const std::vector<Tensor>& in) { return relu(in[0]); }}};
+const OpRegistration kAbs{
+    {.name = "abs",
+     .make_inputs = [](Generator& g) { return std::vector<Tensor>{away_from_zero(g)}; },
+     .run = [](const std::vector<Tensor>& in) { return abs(in[0]); }}};
 
 }  // namespace
 }  // namespace dssm
