@@ -617,6 +617,12 @@ struct Scalars {
   float one = 1.0f;
 };
 
+Scalars scalars_of(const Layout& l, double scale) {
+  return {.scale = static_cast<float>(scale),
+          .keys = static_cast<int32_t>(l.keys),
+          .queries = static_cast<int32_t>(l.queries)};
+}
+
 void bind_scalars(VariantPack& pack, Scalars& s, const Layout& l) {
   pack.bind(kScale, &s.scale).bind(kMaskValue, &s.mask_value);
   if (l.shifted()) pack.bind(kKeyCount, &s.keys).bind(kQueryCount, &s.queries);
@@ -703,9 +709,7 @@ void flash_attention_forward(const Tensor& out, const Tensor& stats, const Tenso
   check_output_layout(out, l, q, "the output");
   check_packed(stats, l.rows(), DType::f32, q, "stats");
   const Plan& plan = plan_for(Pass::forward, l);
-  Scalars scalars{.scale = static_cast<float>(scale),
-                  .keys = static_cast<int32_t>(l.keys),
-                  .queries = static_cast<int32_t>(l.queries)};
+  Scalars scalars = scalars_of(l, scale);
   VariantPack pack;
   pack.bind(kQ, q.raw_data())
       .bind(kK, k.raw_data())
@@ -731,9 +735,7 @@ void flash_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
   // Scratch the graph names: D, and dQ's f32 accumulator (zeroed: cuDNN before 9.6 adds into it).
   const Tensor row_dot = Tensor::empty(l.rows(), DType::f32, q.device());
   const Tensor dq_sum = Tensor::zeros(l.q_dims(), DType::f32, q.device());
-  Scalars scalars{.scale = static_cast<float>(scale),
-                  .keys = static_cast<int32_t>(l.keys),
-                  .queries = static_cast<int32_t>(l.queries)};
+  Scalars scalars = scalars_of(l, scale);
   VariantPack pack;
   pack.bind(kQ, q.raw_data())
       .bind(kK, k.raw_data())

@@ -69,6 +69,18 @@ double gib(size_t bytes) {
   return static_cast<double>(bytes) / (1 << 30);
 }
 
+struct TwinModels {
+  std::unique_ptr<models::LanguageModel> cpu, gpu;
+};
+// The same model (same seed) on the CPU and on the GPU, in eval mode: no dropout, so the two
+// compute the same function.
+TwinModels twin_models(const nlohmann::json& config, uint64_t seed) {
+  TwinModels twins{models::make_model(config, seed), models::make_model(config, seed)};
+  twins.gpu->to(Device::cuda());
+  twins.cpu->eval(), twins.gpu->eval();
+  return twins;
+}
+
 const char* const kTinyConfigs[] = {"densretnet-tiny", "retnet-tiny", "llama-tiny", "mamba-tiny",
                                     "densemamba-tiny"};
 
@@ -81,10 +93,7 @@ TEST_CASE("every tiny model's logits and parameter gradients on CUDA equal the C
   for (const char* name : kTinyConfigs) {
     INFO(name << ", seed " << seed);
     const nlohmann::json config = read_config(name);
-    auto cpu = models::make_model(config, seed);
-    auto gpu = models::make_model(config, seed);
-    gpu->to(Device::cuda());
-    cpu->eval(), gpu->eval();  // no dropout: the two must compute the same function
+    auto [cpu, gpu] = twin_models(config, seed);
     const Tensor ids = random_ids(rng, 2, 65, config["vocab_size"].get<int64_t>());
 
     const Tensor ids_in = ids.narrow(1, 0, 64).contiguous();
@@ -115,10 +124,7 @@ TEST_CASE("every tiny model's recurrent step on CUDA equals the CPU's", "[cuda][
   for (const char* name : kTinyConfigs) {
     INFO(name << ", seed " << seed);
     const nlohmann::json config = read_config(name);
-    auto cpu = models::make_model(config, seed);
-    auto gpu = models::make_model(config, seed);
-    gpu->to(Device::cuda());
-    cpu->eval(), gpu->eval();
+    auto [cpu, gpu] = twin_models(config, seed);
     const int64_t batch = 3, tokens = 6;
     const Tensor ids = random_ids(rng, batch, tokens, config["vocab_size"].get<int64_t>());
     auto state_cpu = cpu->new_state(batch), state_gpu = gpu->new_state(batch);
@@ -141,10 +147,7 @@ TEST_CASE("every tiny model's prefill on CUDA equals the CPU's, and so do the st
   for (const char* name : kTinyConfigs) {
     INFO(name << ", seed " << seed);
     const nlohmann::json config = read_config(name);
-    auto cpu = models::make_model(config, seed);
-    auto gpu = models::make_model(config, seed);
-    gpu->to(Device::cuda());
-    cpu->eval(), gpu->eval();
+    auto [cpu, gpu] = twin_models(config, seed);
     const int64_t batch = 2, prompt = 37, steps = 4;
     const Tensor ids = random_ids(rng, batch, prompt + steps, config["vocab_size"].get<int64_t>());
     auto state_cpu = cpu->new_state(batch), state_gpu = gpu->new_state(batch);
