@@ -4,7 +4,7 @@
 // N 16, bf16); a small problem on the CPU (batch 1, length 512, channels 256, N 16, f32).
 //
 //   ssm_bench [--device cpu|cuda] [--dtype bf16|f32] [--batch B] [--length L] [--channels D]
-//             [--state N] [--iters N]
+//             [--state N] [--sources M] [--iters N]
 //
 // Bytes floor: every input read once and every output written once. Forward of the scan reads
 // u, delta, z, B, C and writes y; backward reads those and dy and writes du, ddelta, dz, dB, dC
@@ -13,6 +13,9 @@
 // Saved activations: selective_scan keeps its inputs for backward (u, delta, z, B, C: (3 D + 2 N)
 // elements per token) and, on CUDA, the state entering every chunk of 32 steps (D N / 32 f32 per
 // token), never the D x N states per token a per-step autograd would keep.
+// DenseMamba's cross-layer read-out of --sources M layers (default 4, DenseMamba-360M's m) by one
+// C: the one-pass op (cross_layer_readout, all M scans in one launch each way, dC summed inside)
+// against M separate selective_scan calls (dC summed by autograd), timed side by side.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,9 +24,11 @@
 #include <string>
 #include <vector>
 
+#include "autograd/graph.hpp"
 #include "bench/flags.hpp"
 #include "cuda/backend.hpp"
 #include "ops/causal_conv1d.hpp"
+#include "ops/cross_layer_readout.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/selective_scan.hpp"
 
@@ -34,29 +39,33 @@ namespace {
 struct Config {
   Device device = Device::cpu();
   DType dtype = DType::f32;
-  int64_t batch = 0, length = 0, channels = 0, state = 16, iters = 0;
+  int64_t batch = 0, length = 0, channels = 0, state = 16, sources = 4, iters = 0;
 };
 
 Config parse(int argc, char** argv) {
   const bench::Flags f(argc, argv, "ssm_bench",
-                       {"--batch", "--length", "--channels", "--state", "--iters"});
+                       {"--batch", "--length", "--channels", "--state", "--sources", "--iters"});
   return {.device = f.device,
           .dtype = f.dtype,
           .batch = f.integer("--batch", 1, 8),
           .length = f.integer("--length", 512, 2048),
           .channels = f.integer("--channels", 256, 2048),
           .state = f.integer("--state", 16, 16),
+          .sources = f.integer("--sources", 4, 4),
           .iters = f.integer("--iters", 3, 10)};
 }
 
-// Median wall time of `fn` over `iters` runs after one warm-up, synchronising the device.
-double median_seconds(int64_t iters, const std::function<void()>& fn) {
+// Median wall time of `fn` over `iters` runs after one warm-up, synchronising a CUDA device.
+double median_seconds(const Config& c, const std::function<void()>& fn) {
+  auto sync = [&] {
+    if (c.device.is_cuda()) cuda::synchronize();
+  };
   std::vector<double> times;
-  for (int64_t it = -1; it < iters; ++it) {
-    cuda::synchronize();
+  for (int64_t it = -1; it < c.iters; ++it) {
+    sync();
     const auto start = std::chrono::steady_clock::now();
     fn();
-    cuda::synchronize();
+    sync();
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (it >= 0) times.push_back(s);
@@ -117,10 +126,51 @@ int main(int argc, char** argv) {
   };
   const double scan_fwd_bytes = tokens * (4 * D * elem + 2 * N * elem);
   const double scan_bwd_bytes = tokens * (7 * D * elem + 2 * N * elem + 2 * N * accum);
-  report(c, "selective_scan forward", median_seconds(c.iters, [&] { scan(false); }),
-         scan_fwd_bytes);
-  report(c, "selective_scan fwd+bwd", median_seconds(c.iters, [&] { scan(true); }),
+  report(c, "selective_scan forward", median_seconds(c, [&] { scan(false); }), scan_fwd_bytes);
+  report(c, "selective_scan fwd+bwd", median_seconds(c, [&] { scan(true); }),
          scan_fwd_bytes + scan_bwd_bytes);
+
+  // Cross-layer read-outs: M sources (u, delta, A, B, bias of their own) read by one C.
+  std::vector<ScanSource> sources;
+  std::vector<Tensor> dys;
+  for (int64_t j = 0; j < c.sources; ++j) {
+    sources.push_back({randn(seq, 1), randn(seq, 0.5), A, randn(states, 1), bias, true});
+    dys.push_back(randn(seq, 1));
+  }
+  auto with_grad = [](const Tensor& t, bool grad) {
+    return grad ? t.detach().set_requires_grad() : t;
+  };
+  auto readouts = [&](bool one_pass, bool grad) {
+    std::vector<ScanSource> src;
+    for (const ScanSource& s : sources) {
+      src.push_back({with_grad(s.u, grad), with_grad(s.delta, grad), with_grad(s.A, grad),
+                     with_grad(s.B, grad), with_grad(s.delta_bias, grad), true});
+    }
+    const Tensor cc = with_grad(C, grad);
+    std::vector<Tensor> r;
+    if (one_pass) {
+      r = cross_layer_readout(src, cc);
+    } else {
+      for (const ScanSource& s : src) {
+        r.push_back(
+            selective_scan(s.u, s.delta, s.A, s.B, cc, Tensor(), Tensor(), s.delta_bias, true));
+      }
+    }
+    if (grad) run_backward(r, dys, false);
+  };
+  const double M = static_cast<double>(c.sources);
+  const double readout_fwd_bytes = tokens * (M * (3 * D + N) * elem + N * elem);
+  const double readout_bwd_bytes =
+      tokens * (M * (6 * D + N) * elem + N * elem + (M + 1) * N * accum);
+  for (bool grad : {false, true}) {
+    const double bytes = readout_fwd_bytes + (grad ? readout_bwd_bytes : 0);
+    const double separate = median_seconds(c, [&] { readouts(false, grad); });
+    const double one_pass = median_seconds(c, [&] { readouts(true, grad); });
+    const char* pass = grad ? "fwd+bwd" : "forward";
+    report(c, fmt::format("{} scans, {}", c.sources, pass).c_str(), separate, bytes);
+    report(c, fmt::format("readout one pass, {}", pass).c_str(), one_pass, bytes);
+    fmt::print("  one pass / separate scans: {:.3f}\n", one_pass / separate);
+  }
 
   const Tensor weight = randn({c.channels, 4}, 0.5), conv_bias = randn({c.channels}, 1);
   auto conv = [&](bool grad) {
@@ -130,8 +180,8 @@ int main(int argc, char** argv) {
     if (grad) y.backward(dy);
   };
   const double conv_fwd_bytes = tokens * 2 * D * elem, conv_bwd_bytes = tokens * 3 * D * elem;
-  report(c, "causal_conv1d forward", median_seconds(c.iters, [&] { conv(false); }), conv_fwd_bytes);
-  report(c, "causal_conv1d fwd+bwd", median_seconds(c.iters, [&] { conv(true); }),
+  report(c, "causal_conv1d forward", median_seconds(c, [&] { conv(false); }), conv_fwd_bytes);
+  report(c, "causal_conv1d fwd+bwd", median_seconds(c, [&] { conv(true); }),
          conv_fwd_bytes + conv_bwd_bytes);
   return 0;
 }

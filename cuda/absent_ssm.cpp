@@ -13,11 +13,10 @@ namespace {
 Tensor selective_scan_chunk_entry(const ScanInputs&) {
   absent("selective_scan");
 }
-void selective_scan_forward(const ScanInputs&, const Tensor&, const Tensor&, const Tensor&) {
+void selective_scan_forward(const std::vector<ScanForwardJob>&) {
   absent("selective_scan");
 }
-void selective_scan_backward(const ScanInputs&, const Tensor&, const Tensor&, const ScanGradients&,
-                             const Tensor&) {
+void selective_scan_backward(const std::vector<ScanBackwardJob>&) {
   absent("selective_scan backward");
 }
 void selective_scan_step(const ScanInputs&, const Tensor&, const Tensor&) {

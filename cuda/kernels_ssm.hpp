@@ -4,6 +4,8 @@
 // caller. A build without CUDA gets the throwing versions in cuda/absent_ssm.cpp.
 #pragma once
 
+#include <vector>
+
 #include "ops/selective_scan.hpp"
 #include "tensor/tensor.hpp"
 
@@ -15,19 +17,18 @@ constexpr int64_t kMaxScanState = 16;
 // The widest causal convolution the CUDA kernels handle (Mamba uses 4); wider runs on the CPU.
 constexpr int64_t kMaxConvWidth = 8;
 
+// The most scans one launch runs side by side (more are launched in groups of this many).
+constexpr int kMaxScanJobs = 8;
+
 // A buffer for the state entering every chunk of the kernels' scan ([chunks, N, batch *
 // channels], state dtype): the forward fills it when given one, the backward then skips its own
 // forward pass over the sequence.
 Tensor selective_scan_chunk_entry(const ScanInputs& in);
-// y [batch, channels, length]; last_state [batch, channels, N] (state dtype) or undefined;
-// chunk_entry from selective_scan_chunk_entry(in), or undefined.
-void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state,
-                            const Tensor& chunk_entry);
-// grad_last_state may be undefined (zero). `grads` as documented at ScanGradients. chunk_entry:
-// the forward's (filled), or undefined (the backward computes it).
-void selective_scan_backward(const ScanInputs& in, const Tensor& grad_y,
-                             const Tensor& grad_last_state, const ScanGradients& grads,
-                             const Tensor& chunk_entry);
+// The scans of `jobs` (ScanForwardJob, ScanBackwardJob in ops/selective_scan.hpp), of one shape,
+// dtype and set of present operands, in one launch (a grid row per scan). Backward jobs may share
+// their dB / dC / dA tensors: the kernels add into them.
+void selective_scan_forward(const std::vector<ScanForwardJob>& jobs);
+void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs);
 // One token: in_t holds [batch, channels] / [batch, N] operands; state updated in place.
 void selective_scan_step(const ScanInputs& in_t, const Tensor& state, const Tensor& y);
 

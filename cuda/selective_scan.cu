@@ -342,13 +342,33 @@ __device__ __forceinline__ void lane_steps(const Items<C>& x, const C (&B)[kItem
 template <typename C>
 constexpr C kLog2e = C(1.4426950408889634);
 
+// One scan of a forward launch; a launch runs up to kMaxScanJobs scans of one shape side by side,
+// blockIdx.y picking the scan (DenseMamba's cross-layer read-outs; a single scan otherwise).
+// last_state and entry may be null.
+template <typename T, typename C>
+struct ForwardJob {
+  ScanArgs<T> a;
+  T* y;
+  C* last_state;
+  C* entry;
+};
+template <typename T, typename C>
+struct ForwardJobs {
+  ForwardJob<T, C> job[kMaxScanJobs];
+};
+
 // Forward: y (gated, with D u) and the last state. Shared memory: the state carried between
 // chunks, [N][kThreads] in C (one private slot per thread and n), then two stage buffers.
 // `entry` (or null): the state entering every chunk, [chunks, N, rows], for the backward.
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads) void scan_forward_kernel(ScanArgs<T> a, T* y, C* last_state,
-                                                                C* entry, bool vec) {
+__global__ __launch_bounds__(kThreads) void scan_forward_kernel(
+    const __grid_constant__ ForwardJobs<T, C> jobs, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
+  const ForwardJob<T, C>& job = jobs.job[blockIdx.y];
+  const ScanArgs<T>& a = job.a;
+  T* const y = job.y;
+  C* const last_state = job.last_state;
+  C* const entry = job.entry;
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, chunks = (L + kChunkLen - 1) / kChunkLen;
   const int64_t rows = a.batch * a.channels;
@@ -450,16 +470,35 @@ __device__ __forceinline__ C time_lanes_sum(C v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
-// Backward: every gradient (see the file comment); `have_entry`: o.entry already holds the chunk
-// entry states (stored by the forward), so pass 1 is skipped. Shared memory, in C: the carried
-// state (pass 1) then the carried Q (pass 2) [N][kThreads], the channels' dA sums [N][32], the
-// dB/dC staging area [kWarps][2][N][kChunkLen], two entry-state buffers [N][32]; then two stage
-// buffers in T.
+// One scan of a backward launch (blockIdx.y picks it, as in the forward); grad_last may be null.
+// `have_entry`: o.entry already holds the chunk entry states (stored by the forward).
+template <typename T, typename C>
+struct BackwardJob {
+  ScanArgs<T> a;
+  const T* grad_y;
+  const C* grad_last;
+  BackwardOut<T, C> o;
+  bool have_entry;
+};
+template <typename T, typename C>
+struct BackwardJobs {
+  BackwardJob<T, C> job[kMaxScanJobs];
+};
+
+// Backward: every gradient (see the file comment); pass 1 is skipped when the job has its entry
+// states. Shared memory, in C: the carried state (pass 1) then the carried Q (pass 2)
+// [N][kThreads], the channels' dA sums [N][32], the dB/dC staging area [kWarps][2][N][kChunkLen],
+// two entry-state buffers [N][32]; then two stage buffers in T.
 template <typename T, typename C>
 __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_kernel(
-    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool have_entry,
-    bool vec) {
+    const __grid_constant__ BackwardJobs<T, C> jobs, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
+  const BackwardJob<T, C>& job = jobs.job[blockIdx.y];
+  const ScanArgs<T>& a = job.a;
+  const T* const grad_y = job.grad_y;
+  const C* const grad_last = job.grad_last;
+  const BackwardOut<T, C>& o = job.o;
+  const bool have_entry = job.have_entry;
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, rows = a.batch * a.channels;
   const int64_t chunks = (L + kChunkLen - 1) / kChunkLen, staged_len = 2 * N * kChunkLen;
@@ -719,25 +758,42 @@ void allow_shared_memory(Kernel kernel, size_t smem) {
   }
 }
 
+// Calls launch(first, count) for the jobs in groups of at most kMaxScanJobs.
+template <typename Job, typename Launch>
+void in_groups(const std::vector<Job>& jobs, Launch&& launch) {
+  for (size_t first = 0; first < jobs.size(); first += kMaxScanJobs) {
+    launch(first, std::min(jobs.size() - first, static_cast<size_t>(kMaxScanJobs)));
+  }
+}
+
 }  // namespace
 
-void selective_scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state,
-                            const Tensor& chunk_entry) {
-  const unsigned blocks = chunked_blocks(in);
+void selective_scan_forward(const std::vector<ScanForwardJob>& jobs) {
+  if (jobs.empty()) return;
+  const ScanInputs& in0 = jobs[0].in;
+  const unsigned blocks = chunked_blocks(in0);
   if (blocks == 0) return;
-  const bool vec = vector_access(in, {y});
-  dispatch_floating(in.u.dtype(), "selective_scan", [&]<typename S>() {
+  bool vec = true;
+  for (const ScanForwardJob& j : jobs) vec = vec && vector_access(j.in, {j.y});
+  dispatch_floating(in0.u.dtype(), "selective_scan", [&]<typename S>() {
     using C = state_t<S>;
-    const int64_t N = in.A.size(1), arrays = in.z.defined() ? 3 : 2;
+    const int64_t N = in0.A.size(1), arrays = in0.z.defined() ? 3 : 2;
     const size_t smem =
         sizeof(C) * static_cast<size_t>(N * kThreads) +
         2 * sizeof(S) * static_cast<size_t>((2 * N + arrays * kChannelsPerBlock) * kChunkLen);
     auto kernel = scan_forward_kernel<device_t<S>, C>;
     allow_shared_memory(kernel, smem);
-    kernel<<<blocks, kThreads, smem, current_stream()>>>(scan_args<S>(in), device_data<S>(y),
-                                                         state_data<S>(last_state),
-                                                         state_data<S>(chunk_entry), vec);
-    DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
+    in_groups(jobs, [&](size_t first, size_t count) {
+      ForwardJobs<device_t<S>, C> group{};
+      for (size_t j = 0; j < count; ++j) {
+        const ScanForwardJob& job = jobs[first + j];
+        group.job[j] = {scan_args<S>(job.in), device_data<S>(job.y), state_data<S>(job.last_state),
+                        state_data<S>(job.chunk_entry)};
+      }
+      const dim3 grid(blocks, static_cast<unsigned>(count));
+      kernel<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+      DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
+    });
   });
 }
 
@@ -747,37 +803,48 @@ Tensor selective_scan_chunk_entry(const ScanInputs& in) {
   return Tensor::empty({chunks, N, rows}, scan_state_dtype(in.u.dtype()), in.u.device());
 }
 
-void selective_scan_backward(const ScanInputs& in, const Tensor& grad_y,
-                             const Tensor& grad_last_state, const ScanGradients& g,
-                             const Tensor& chunk_entry) {
-  const unsigned blocks = chunked_blocks(in);
+void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
+  if (jobs.empty()) return;
+  const ScanInputs& in0 = jobs[0].in;
+  const unsigned blocks = chunked_blocks(in0);
   if (blocks == 0) return;
-  const int64_t N = in.A.size(1);
-  const bool have_entry = chunk_entry.defined();
-  const Tensor entry = have_entry ? chunk_entry : selective_scan_chunk_entry(in);
-  const bool vec = vector_access(in, {grad_y, g.du, g.ddelta, g.dz});
-  dispatch_floating(in.u.dtype(), "selective_scan backward", [&]<typename S>() {
+  const int64_t N = in0.A.size(1);
+  bool vec = true;
+  std::vector<Tensor> entries;  // the forward's, or scratch
+  for (const ScanBackwardJob& j : jobs) {
+    vec = vec && vector_access(j.in, {j.grad_y, j.grads.du, j.grads.ddelta, j.grads.dz});
+    entries.push_back(j.chunk_entry.defined() ? j.chunk_entry : selective_scan_chunk_entry(j.in));
+  }
+  dispatch_floating(in0.u.dtype(), "selective_scan backward", [&]<typename S>() {
     using C = state_t<S>;
-    const BackwardOut<device_t<S>, C> out{device_data<S>(g.du),
-                                          device_data<S>(g.ddelta),
-                                          g.dz.defined() ? device_data<S>(g.dz) : nullptr,
-                                          state_data<S>(g.dA),
-                                          state_data<S>(g.dB),
-                                          state_data<S>(g.dC),
-                                          state_data<S>(g.dD),
-                                          state_data<S>(g.ddelta_bias),
-                                          state_data<S>(entry)};
-    const int64_t arrays = in.z.defined() ? 4 : 3;
+    const int64_t arrays = in0.z.defined() ? 4 : 3;
     const size_t smem =
         sizeof(C) * static_cast<size_t>(N * (kThreads + kChannelsPerBlock + 2 * kWarps * kChunkLen +
                                              2 * kChannelsPerBlock)) +
         2 * sizeof(S) * static_cast<size_t>((2 * N + arrays * kChannelsPerBlock) * kChunkLen);
     auto kernel = scan_backward_kernel<device_t<S>, C>;
     allow_shared_memory(kernel, smem);
-    kernel<<<blocks, kThreads, smem, current_stream()>>>(scan_args<S>(in), device_data<S>(grad_y),
-                                                         state_data<S>(grad_last_state), out,
-                                                         have_entry, vec);
-    DSSM_CUDA_CHECK_LAUNCH("scan_backward_kernel");
+    in_groups(jobs, [&](size_t first, size_t count) {
+      BackwardJobs<device_t<S>, C> group{};
+      for (size_t j = 0; j < count; ++j) {
+        const ScanBackwardJob& job = jobs[first + j];
+        const ScanGradients& g = job.grads;
+        const BackwardOut<device_t<S>, C> out{device_data<S>(g.du),
+                                              device_data<S>(g.ddelta),
+                                              g.dz.defined() ? device_data<S>(g.dz) : nullptr,
+                                              state_data<S>(g.dA),
+                                              state_data<S>(g.dB),
+                                              state_data<S>(g.dC),
+                                              state_data<S>(g.dD),
+                                              state_data<S>(g.ddelta_bias),
+                                              state_data<S>(entries[first + j])};
+        group.job[j] = {scan_args<S>(job.in), device_data<S>(job.grad_y),
+                        state_data<S>(job.grad_last_state), out, job.chunk_entry.defined()};
+      }
+      const dim3 grid(blocks, static_cast<unsigned>(count));
+      kernel<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+      DSSM_CUDA_CHECK_LAUNCH("scan_backward_kernel");
+    });
   });
 }
 

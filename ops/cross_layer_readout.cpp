@@ -1,6 +1,7 @@
 // Cross-layer read-out of DenseMamba (see the header for the equation). Each r_j is the selective
-// scan of source j's inputs read out by this layer's C; its backward is selective_scan's, which
-// recomputes the states of source j chunk by chunk and sums dC over the sources through autograd.
+// scan of source j's inputs read out by this layer's C: all of them run in one pass of the scan
+// kernels (selective_scans_shared_C), whose backward recomputes the sources' states chunk by
+// chunk and sums dC over the sources as it goes.
 #include "ops/cross_layer_readout.hpp"
 
 #include "ops/elementwise.hpp"
@@ -11,22 +12,20 @@
 namespace dssm {
 
 std::vector<Tensor> cross_layer_readout(const std::vector<ScanSource>& sources, const Tensor& C) {
-  std::vector<Tensor> readouts;
+  std::vector<ScanInputs> scans;
   for (size_t j = 0; j < sources.size(); ++j) {
     const ScanSource& s = sources[j];
     check(C.defined() && s.B.defined() && C.shape() == s.B.shape(), "cross_layer_readout",
           "expected C of the shape of source {}'s B {}, got {}", j,
           s.B.defined() ? describe(s.B) : "none", C.defined() ? describe(C) : "none");
-    readouts.push_back(selective_scan({.u = s.u,
-                                       .delta = s.delta,
-                                       .A = s.A,
-                                       .B = s.B,
-                                       .C = C,
-                                       .delta_bias = s.delta_bias,
-                                       .delta_softplus = s.delta_softplus})
-                           .y);
+    scans.push_back({.u = s.u,
+                     .delta = s.delta,
+                     .A = s.A,
+                     .B = s.B,
+                     .delta_bias = s.delta_bias,
+                     .delta_softplus = s.delta_softplus});
   }
-  return readouts;
+  return selective_scans_shared_C(scans, C);
 }
 
 std::vector<Tensor> cross_layer_readout_step(const std::vector<Tensor>& states, const Tensor& C_t) {

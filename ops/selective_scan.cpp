@@ -260,20 +260,28 @@ ScanInputs to_cpu(const ScanInputs& in) {
           to_cpu(in.D), to_cpu(in.z),     to_cpu(in.delta_bias), in.delta_softplus};
 }
 
-// chunk_entry: the CUDA kernels' chunk entry states to fill for the backward, or undefined.
-void scan_forward(const ScanInputs& in, const Tensor& y, const Tensor& last_state,
-                  const Tensor& chunk_entry) {
-  if (cuda_kernel_fits(in)) return cuda::selective_scan_forward(in, y, last_state, chunk_entry);
-  auto run = [&](const ScanInputs& x, const Tensor& yy, const Tensor& last) {
+// The forward of every job: one CUDA launch for all of them when they fit the kernels (the jobs
+// of a pass share their shapes), else the CPU kernel job by job (on host copies for GPU tensors).
+void scan_forward(const std::vector<ScanForwardJob>& jobs) {
+  if (jobs.empty()) return;
+  if (cuda_kernel_fits(jobs[0].in)) return cuda::selective_scan_forward(jobs);
+  auto run = [](const ScanInputs& x, const Tensor& y, const Tensor& last) {
     dispatch_floating(x.u.dtype(), "selective_scan",
-                      [&]<typename T>() { cpu_scan_forward<T>(x, yy, last); });
+                      [&]<typename T>() { cpu_scan_forward<T>(x, y, last); });
   };
-  if (!in.u.is_cuda()) return run(in, y, last_state);
-  on_host({y, last_state}, [&](const std::vector<Tensor>& h) { run(to_cpu(in), h[0], h[1]); });
+  for (const ScanForwardJob& job : jobs) {
+    if (!job.in.u.is_cuda()) {
+      run(job.in, job.y, job.last_state);
+    } else {
+      on_host({job.y, job.last_state},
+              [&](const std::vector<Tensor>& h) { run(to_cpu(job.in), h[0], h[1]); });
+    }
+  }
 }
 
-ScanGradients scan_backward(const ScanInputs& in, const Tensor& grad_y, const Tensor& grad_last,
-                            const Tensor& chunk_entry) {
+// The gradient buffers of one scan as ScanGradients documents them; dC is `shared_dC` when
+// given (scans read out by one C add into one buffer).
+ScanGradients new_gradients(const ScanInputs& in, const Tensor& shared_dC = Tensor()) {
   const DType dtype = in.u.dtype(), state = scan_state_dtype(dtype);
   const Device device = in.u.device();
   auto zeros = [&](const Tensor& like, DType type) {
@@ -283,34 +291,51 @@ ScanGradients scan_backward(const ScanInputs& in, const Tensor& grad_y, const Te
   auto empty = [&](const Tensor& like) {
     return like.defined() ? Tensor::empty(like.shape(), dtype, device) : Tensor();
   };
-  ScanGradients g{.du = empty(in.u),
-                  .ddelta = empty(in.delta),
-                  .dA = zeros(in.A, state),
-                  .dB = zeros(in.B, state),
-                  .dC = zeros(in.C, state),
-                  .dD = zeros(in.D, state),
-                  .dz = empty(in.z),
-                  .ddelta_bias = zeros(in.delta_bias, state)};
-  const Tensor gy = grad_y.contiguous(),
-               glast = grad_last.defined() ? grad_last.contiguous() : grad_last;
-  if (cuda_kernel_fits(in)) {
-    cuda::selective_scan_backward(in, gy, glast, g, chunk_entry);
-    return g;
-  }
-  auto run = [&](const ScanInputs& x, const Tensor& gyy, const Tensor& gl,
-                 const ScanGradients& gg) {
-    dispatch_floating(dtype, "selective_scan backward",
-                      [&]<typename T>() { cpu_scan_backward<T>(x, gyy, gl, gg); });
+  return {.du = empty(in.u),
+          .ddelta = empty(in.delta),
+          .dA = zeros(in.A, state),
+          .dB = zeros(in.B, state),
+          .dC = shared_dC.defined() ? shared_dC : zeros(in.C, state),
+          .dD = zeros(in.D, state),
+          .dz = empty(in.z),
+          .ddelta_bias = zeros(in.delta_bias, state)};
+}
+
+// The backward of every job, dispatched as in scan_forward.
+void scan_backward(const std::vector<ScanBackwardJob>& jobs) {
+  if (jobs.empty()) return;
+  if (cuda_kernel_fits(jobs[0].in)) return cuda::selective_scan_backward(jobs);
+  auto run = [](const ScanInputs& x, const Tensor& gy, const Tensor& glast,
+                const ScanGradients& g) {
+    dispatch_floating(x.u.dtype(), "selective_scan backward",
+                      [&]<typename T>() { cpu_scan_backward<T>(x, gy, glast, g); });
   };
-  if (!in.u.is_cuda()) {
-    run(in, gy, glast, g);
-    return g;
+  for (const ScanBackwardJob& job : jobs) {
+    const ScanGradients& g = job.grads;
+    if (!job.in.u.is_cuda()) {
+      run(job.in, job.grad_y, job.grad_last_state, g);
+      continue;
+    }
+    on_host({g.du, g.ddelta, g.dA, g.dB, g.dC, g.dD, g.dz, g.ddelta_bias},
+            [&](const std::vector<Tensor>& h) {
+              run(to_cpu(job.in), to_cpu(job.grad_y), to_cpu(job.grad_last_state),
+                  {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]});
+            });
   }
-  on_host({g.du, g.ddelta, g.dA, g.dB, g.dC, g.dD, g.dz, g.ddelta_bias}, [&](const std::vector<
-                                                                             Tensor>& h) {
-    run(to_cpu(in), to_cpu(gy), to_cpu(glast), {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]});
-  });
-  return g;
+}
+
+// A gradient as the op's input takes it: the state-dtype sums converted to the inputs' dtype.
+Tensor as_input(const Tensor& grad, DType dtype) {
+  return grad.defined() ? grad.to(dtype) : grad;
+}
+
+// The CUDA forward keeps the chunk entry states for a backward that will follow.
+Tensor chunk_entry_for(const ScanInputs& in, bool backward_follows) {
+  return backward_follows && cuda_kernel_fits(in) ? cuda::selective_scan_chunk_entry(in) : Tensor();
+}
+
+Tensor contiguous_or_undefined(const Tensor& t) {
+  return t.defined() ? t.contiguous() : t;
 }
 
 }  // namespace
@@ -325,23 +350,79 @@ ScanResult selective_scan(const ScanInputs& inputs, bool return_last_state) {
   }
   const std::vector<Tensor> differentiable{inputs.u, inputs.delta, inputs.A, inputs.B,
                                            inputs.C, inputs.D,     inputs.z, inputs.delta_bias};
-  const bool backward_follows = grad_enabled() && any_requires_grad(differentiable);
   const Tensor chunk_entry =
-      backward_follows && cuda_kernel_fits(in) ? cuda::selective_scan_chunk_entry(in) : Tensor();
-  scan_forward(in, result.y, result.last_state, chunk_entry);
+      chunk_entry_for(in, grad_enabled() && any_requires_grad(differentiable));
+  scan_forward({{in, result.y, result.last_state, chunk_entry}});
   std::vector<Tensor> outputs{result.y};
   if (return_last_state) outputs.push_back(result.last_state);
   record("selective_scan", differentiable, outputs,
          [in, return_last_state, chunk_entry](const BackwardArgs& args) {
-           const ScanGradients g = scan_backward(
-               in, args.grad(0), return_last_state ? args.grad(1) : Tensor(), chunk_entry);
+           const ScanGradients g = new_gradients(in);
+           scan_backward({{in, args.grad(0).contiguous(),
+                           return_last_state ? contiguous_or_undefined(args.grad(1)) : Tensor(), g,
+                           chunk_entry}});
            const DType dtype = in.u.dtype();
-           auto as_input = [&](const Tensor& t) { return t.defined() ? t.to(dtype) : t; };
-           return std::vector<Tensor>{
-               g.du,           g.ddelta,       as_input(g.dA), as_input(g.dB),
-               as_input(g.dC), as_input(g.dD), g.dz,           as_input(g.ddelta_bias)};
+           return std::vector<Tensor>{g.du,
+                                      g.ddelta,
+                                      as_input(g.dA, dtype),
+                                      as_input(g.dB, dtype),
+                                      as_input(g.dC, dtype),
+                                      as_input(g.dD, dtype),
+                                      g.dz,
+                                      as_input(g.ddelta_bias, dtype)};
          });
   return result;
+}
+
+std::vector<Tensor> selective_scans_shared_C(const std::vector<ScanInputs>& scans,
+                                             const Tensor& C) {
+  const char* op = "selective_scans_shared_C";
+  std::vector<ScanInputs> ins;
+  std::vector<Tensor> differentiable;
+  for (size_t j = 0; j < scans.size(); ++j) {
+    ScanInputs s = scans[j];
+    check(!s.C.defined() && !s.D.defined() && !s.z.defined(), op,
+          "scan {}: expected no C, D or z of its own (C is shared, D and z are not read)", j);
+    s.C = C;
+    ins.push_back(checked_operands(s, false, op));
+    const ScanInputs& first = ins.front();
+    check(ins.back().u.shape() == first.u.shape() && ins.back().A.shape() == first.A.shape(), op,
+          "expected every scan of the shapes of scan 0 (u {}, A {}), got scan {}: u {}, A {}",
+          describe(first.u), describe(first.A), j, describe(ins.back().u), describe(ins.back().A));
+    for (const Tensor& t : {s.u, s.delta, s.A, s.B, s.delta_bias}) differentiable.push_back(t);
+  }
+  differentiable.push_back(C);
+  const bool backward_follows = grad_enabled() && any_requires_grad(differentiable);
+  std::vector<ScanForwardJob> jobs;
+  std::vector<Tensor> ys, entries;
+  for (const ScanInputs& in : ins) {
+    ys.push_back(Tensor::empty(in.u.shape(), in.u.dtype(), in.u.device()));
+    entries.push_back(chunk_entry_for(in, backward_follows));
+    jobs.push_back({in, ys.back(), Tensor(), entries.back()});
+  }
+  scan_forward(jobs);
+  record(op, differentiable, ys, [ins, entries](const BackwardArgs& args) {
+    const DType dtype = ins.front().u.dtype();
+    const Tensor dC =
+        Tensor::zeros(ins.front().C.shape(), scan_state_dtype(dtype), ins.front().C.device());
+    std::vector<ScanBackwardJob> jobs;
+    for (size_t j = 0; j < ins.size(); ++j) {
+      jobs.push_back(
+          {ins[j], args.grad(j).contiguous(), Tensor(), new_gradients(ins[j], dC), entries[j]});
+    }
+    scan_backward(jobs);
+    std::vector<Tensor> grads;
+    for (const ScanBackwardJob& job : jobs) {
+      const ScanGradients& g = job.grads;
+      for (const Tensor& t : {g.du, g.ddelta, as_input(g.dA, dtype), as_input(g.dB, dtype),
+                              as_input(g.ddelta_bias, dtype)}) {
+        grads.push_back(t);
+      }
+    }
+    grads.push_back(as_input(dC, dtype));
+    return grads;
+  });
+  return ys;
 }
 
 Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,

@@ -8,6 +8,8 @@
 // The math of forward and backward is written out in docs/ops-ssm.md.
 #pragma once
 
+#include <vector>
+
 #include "tensor/tensor.hpp"
 
 namespace dssm {
@@ -32,6 +34,13 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, con
                       const Tensor& C, const Tensor& D, const Tensor& z = Tensor(),
                       const Tensor& delta_bias = Tensor(), bool delta_softplus = false);
 
+// Several scans of one shape read out by the same C [batch, N, length], in one pass: one CUDA
+// launch runs them all forward, one backward, and C's gradient is summed over them inside it.
+// DenseMamba's cross-layer read-outs (ops/cross_layer_readout.hpp) are such scans. Each scans[j]
+// brings u, delta, A, B, delta_bias and delta_softplus, and no C, D or z; returns the y_j =
+// sum_n C h^j of each. Differentiable in every input.
+std::vector<Tensor> selective_scans_shared_C(const std::vector<ScanInputs>& scans, const Tensor& C);
+
 // One token of the same recurrence, for generation: u, delta, z are [batch, channels], B, C are
 // [batch, N], `state` is [batch, channels, N] in the compute dtype (f32 for bf16 inputs) and is
 // updated in place from h_{t-1} to h_t. Returns out_t [batch, channels]. Not differentiable: call
@@ -48,6 +57,23 @@ inline DType scan_state_dtype(DType input) {
 // over channels or batch). dD, dz, ddelta_bias are undefined when the operand is absent.
 struct ScanGradients {
   Tensor du, ddelta, dA, dB, dC, dD, dz, ddelta_bias;
+};
+
+// One scan of a pass of several (the kernels run the scans of a pass side by side; DenseMamba's
+// cross-layer read-outs are such a pass): checked, contiguous operands and their outputs.
+// last_state may be undefined; chunk_entry: where the CUDA forward keeps the state entering each
+// of its chunks for the backward (cuda::selective_scan_chunk_entry), or undefined.
+struct ScanForwardJob {
+  ScanInputs in;
+  Tensor y, last_state, chunk_entry;
+};
+// grad_last_state may be undefined (zero); chunk_entry: the forward's, or undefined (the backward
+// then computes it).
+struct ScanBackwardJob {
+  ScanInputs in;
+  Tensor grad_y, grad_last_state;
+  ScanGradients grads;
+  Tensor chunk_entry;
 };
 
 }  // namespace dssm

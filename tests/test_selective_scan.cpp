@@ -331,3 +331,14 @@ TEST_CASE("cross_layer_readout rejects a C that does not fit the source", "[ssm]
       cross_layer_readout_step({Tensor::zeros({2, 3, 5}, DType::f64)}, s.C.select(2, 0)),
       Contains("cross_layer_readout_step") && Contains("[2, channels, 4]"));
 }
+
+TEST_CASE("cross_layer_readout rejects sources of different widths", "[ssm]") {
+  Generator g(23);
+  const ScanInputs narrow = random_scan(g, {2, 3, 6, 4}, false),
+                   wide = random_scan(g, {2, 5, 6, 4}, false);
+  REQUIRE_THROWS_WITH(cross_layer_readout({{narrow.u, narrow.delta, narrow.A, narrow.B},
+                                           {wide.u, wide.delta, wide.A, wide.B}},
+                                          narrow.C),
+                      Contains("selective_scans_shared_C") && Contains("[2, 3, 6]") &&
+                          Contains("scan 1") && Contains("[2, 5, 6]"));
+}

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "autograd/grad_mode.hpp"
 #include "ops/causal_conv1d.hpp"
@@ -174,30 +175,43 @@ TEST_CASE("CUDA selective_scan_step equals the CPU step", "[cuda][ssm]") {
   CHECK(relative_error(state_gpu.to(Device::cpu()), state_cpu) < 1e-5);
 }
 
+// 2 sources at a Mamba-like width, and 10 (more than one launch of the kernels holds) at odd small
+// sizes; every other source with delta_bias.
 TEST_CASE("CUDA cross_layer_readout equals the CPU read-out, forward and backward", "[cuda][ssm]") {
   Generator g(105);
-  const ScanInputs s0 = mamba_operands(g, 2, 256, 300, 16), s1 = mamba_operands(g, 2, 256, 300, 16);
-  const Tensor C = Tensor::randn({2, 16, 300}, g), w = Tensor::randn({2, 256, 300}, g);
-  std::vector<std::vector<Tensor>> grads;
-  std::vector<Tensor> outputs;
-  for (Device d : {Device::cuda(), Device::cpu()}) {
-    auto p = [d](const Tensor& t) { return placed(t, DType::f32, d); };
-    const ScanSource a{p(s0.u), p(s0.delta), p(s0.A), p(s0.B), p(s0.delta_bias), true};
-    const ScanSource b{p(s1.u), p(s1.delta), p(s1.A), p(s1.B), Tensor(), true};
-    const Tensor c = p(C);
-    const std::vector<Tensor> r = cross_layer_readout({a, b}, c);
-    const Tensor total = r[0] + r[1];
-    sum(total * w.to(d)).backward();
-    outputs.push_back(total.to(Device::cpu()));
-    grads.push_back({});
-    for (const Tensor& t : {a.u, a.delta, a.A, a.B, a.delta_bias, b.u, b.delta, b.A, b.B, c}) {
-      grads.back().push_back(t.grad().to(Device::cpu()));
+  for (auto [sources, channels, length] : {std::tuple{2, 256, 300}, std::tuple{10, 40, 77}}) {
+    INFO(sources << " sources, " << channels << " channels, length " << length);
+    std::vector<ScanInputs> s;
+    for (int j = 0; j < sources; ++j) s.push_back(mamba_operands(g, 2, channels, length, 16));
+    const Tensor C = Tensor::randn({2, 16, length}, g), w = Tensor::randn({2, channels, length}, g);
+    std::vector<std::vector<Tensor>> grads;
+    std::vector<Tensor> outputs;
+    for (Device d : {Device::cuda(), Device::cpu()}) {
+      auto p = [d](const Tensor& t) { return placed(t, DType::f32, d); };
+      std::vector<ScanSource> placed_sources;
+      for (int j = 0; j < sources; ++j) {
+        placed_sources.push_back({p(s[j].u), p(s[j].delta), p(s[j].A), p(s[j].B),
+                                  j % 2 == 0 ? p(s[j].delta_bias) : Tensor(), true});
+      }
+      const Tensor c = p(C);
+      const std::vector<Tensor> r = cross_layer_readout(placed_sources, c);
+      Tensor total = r[0];
+      for (int j = 1; j < sources; ++j) total = total + r[j] * (1.0 + 0.1 * j);
+      sum(total * w.to(d)).backward();
+      outputs.push_back(total.to(Device::cpu()));
+      grads.push_back({});
+      for (const ScanSource& src : placed_sources) {
+        for (const Tensor& t : {src.u, src.delta, src.A, src.B, src.delta_bias}) {
+          if (t.defined()) grads.back().push_back(t.grad().to(Device::cpu()));
+        }
+      }
+      grads.back().push_back(c.grad().to(Device::cpu()));
     }
-  }
-  CHECK(relative_error(outputs[0], outputs[1]) < 1e-4);
-  for (size_t i = 0; i < grads[0].size(); ++i) {
-    INFO("gradient " << i);
-    CHECK(relative_error(grads[0][i], grads[1][i]) < 1e-4);
+    CHECK(relative_error(outputs[0], outputs[1]) < 1e-4);
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      INFO("gradient " << i);
+      CHECK(relative_error(grads[0][i], grads[1][i]) < 1e-4);
+    }
   }
 }
 
