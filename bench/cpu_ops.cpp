@@ -1,5 +1,6 @@
 // CPU micro-benchmarks (not tests): our ops against Eigen called directly and against memcpy.
 //   build/cpu_ops            prints one table; results are recorded in docs/benchmarks.md
+//   build/cpu_ops softmax    only the rows whose label contains "softmax"
 //
 // matmul: GFLOP/s of dssm::matmul / bmm against Eigen's GEMM on the same shapes and threads.
 // elementwise and softmax: GB/s (bytes read + written once) against memcpy of the same bytes.
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "autograd/grad_mode.hpp"
@@ -26,6 +28,12 @@
 using namespace dssm;
 
 namespace {
+
+// The rows to run: those whose label contains this text (all when empty).
+std::string g_filter;
+bool selected(const std::string& label) {
+  return label.find(g_filter) != std::string::npos;
+}
 
 // Median wall time of `reps` runs after one warm-up, in seconds.
 double time_median(const std::function<void()>& fn, int reps) {
@@ -44,6 +52,7 @@ double time_median(const std::function<void()>& fn, int reps) {
 using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 void bench_matmul(const char* label, int64_t batch, int64_t m, int64_t k, int64_t n, int reps) {
+  if (!selected(std::string("matmul ") + label)) return;
   Generator gen(1);
   const Tensor a = Tensor::randn({batch, m, k}, gen), b = Tensor::randn({batch, k, n}, gen);
   const double flops = 2.0 * batch * m * k * n;
@@ -71,6 +80,7 @@ double time_once(const std::function<void()>& fn) {
 // the fastest run is the one least disturbed, and turns expose both to the same load.
 void bench_bandwidth(const char* label, int64_t n, int reads, int writes,
                      const std::function<void()>& fn, int reps, int element_bytes = 4) {
+  if (!selected(label)) return;
   const double bytes = static_cast<double>(n) * element_bytes * (reads + writes);
   const size_t copy_bytes = static_cast<size_t>(bytes / 2);
   std::vector<char> a(copy_bytes, 1), b(copy_bytes);
@@ -134,7 +144,8 @@ void bench_unary(const Tensor& x, const Tensor& positive, const char* suffix) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) g_filter = argv[1];
   NoGradGuard no_grad;
   fmt::print("threads: {}\n\n", omp_get_max_threads());
   fmt::print("{:<28} {:>10} {:>10} {:>9}\n", "matmul (f32)", "ours GF/s", "Eigen GF/s", "ratio");

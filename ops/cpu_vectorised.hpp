@@ -6,7 +6,8 @@
 // stores the result: no temporary buffers, one pass over memory. The functions are the same as
 // the scalar definitions in ops/elementwise_math.hpp (which stay the definition, and what f64 and
 // CUDA use); where an f32 form is rearranged for accuracy its comment says how.
-// tests/test_cpu_vectorised.cpp checks every form against the f64 scalar definition.
+// tests/test_cpu_vectorised.cpp checks every form against the f64 scalar definition. bf16 data
+// of the transcendental ops is looked up in a table of the f32 kernel's results instead (below).
 #pragma once
 
 #include <omp.h>
@@ -14,6 +15,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <type_traits>
+#include <vector>
 
 #include "ops/cpu_vectorised_math.hpp"
 #include "ops/elementwise_math.hpp"
@@ -73,23 +76,56 @@ void map(const T* a, const T* b, T* out, int64_t n, F f) {
   });
 }
 
-// sum and max of f(i) over [0, n), vectorised (in SIMD lanes, then across them). The sum runs in
-// blocks of kSumBlock terms whose totals are then added: its rounding error grows with the block
-// length, not with n, also where the compiler does not vectorise the inner loop (the sanitizer
-// build), which would otherwise make one long chain of additions.
-inline constexpr int64_t kSumBlock = 1024;
-template <typename F>
-DSSM_VEC_INLINE float sum(int64_t n, F f) {
+// Asks for [p, p + n) to be brought into the caches ahead of its use: the next row, while this
+// one's passes run in L1 (else the memory would be idle meanwhile). Prefetches never fault.
+template <typename T>
+DSSM_VEC_INLINE void prefetch(const T* p, int64_t n) {
+  const auto* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64)
+    __builtin_prefetch(bytes + b);
+}
+
+// sum and max of f(i) over [0, n), vectorised. The sum runs in blocks of kSumBlock terms whose
+// totals are then added: its rounding error grows with the block length, not with n. Within a
+// block, kSumLanes partial sums (lanes[k] adds the terms k, k + 64, k + 128, ...) are added last:
+// four AVX-512 registers of independent additions, where a single accumulator would make each
+// vector addition wait for the one before (3 cycles on Zen 4), the bound of a pass over a row in
+// L1. The order of the additions is the same whether the compiler vectorises the loop or not (the
+// sanitizer build). With `ahead`, each chunk of 64 terms prefetches the same 64 elements of
+// `ahead`: the next row, fetched from memory while this one's pass runs in L1.
+inline constexpr int64_t kSumBlock = 1024, kSumLanes = 64;
+template <typename F, typename T = float>
+DSSM_VEC_INLINE float sum(int64_t n, F f, const T* ahead = nullptr) {
   float total = 0.0f;
   for (int64_t begin = 0; begin < n; begin += kSumBlock) {
     const int64_t end = begin + kSumBlock < n ? begin + kSumBlock : n;
+    float lanes[kSumLanes] = {};
+    int64_t i = begin;
+    for (; i + kSumLanes <= end; i += kSumLanes) {
+      if (ahead) prefetch(ahead + i, kSumLanes);
+#pragma omp simd
+      for (int64_t k = 0; k < kSumLanes; ++k) lanes[k] += f(i + k);
+    }
+    for (int64_t k = 0; i + k < end; ++k) lanes[k] += f(i + k);
     float block = 0.0f;
-#pragma omp simd reduction(+ : block)
-    for (int64_t i = begin; i < end; ++i) block += f(i);
+    for (int64_t k = 0; k < kSumLanes; ++k) block += lanes[k];
     total += block;
   }
   return total;
 }
+
+// body(j) for j in [0, n) in vectorised chunks of kSumLanes, each of which prefetches the same
+// elements of `ahead` (if not null), as sum() does.
+template <typename Body, typename T>
+DSSM_VEC_INLINE void each(int64_t n, Body body, const T* ahead) {
+  for (int64_t i = 0; i < n; i += kSumLanes) {
+    const int64_t end = i + kSumLanes < n ? i + kSumLanes : n;
+    if (ahead) prefetch(ahead + i, end - i);
+#pragma omp simd
+    for (int64_t j = i; j < end; ++j) body(j);
+  }
+}
+
 template <typename F>
 DSSM_VEC_INLINE float max(int64_t n, F f) {
   float m = -kInfinity;
@@ -120,8 +156,11 @@ DSSM_VEC_INLINE float unary_forward(float x, float p) {
   } else if constexpr (op == UnaryOp::silu) {
     return x * logistic(x).sigmoid;
   } else if constexpr (op == UnaryOp::gelu) {
-    // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation of 1 + tanh(u) for x < 0.
-    return x * logistic(2.0f * gelu_inner(x)).sigmoid;
+    // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation of 1 + tanh(u) for x < 0. As in
+    // logistic(), with e = e^-|2u|: x / (1 + e) for x >= 0 and x e / (1 + e) below.
+    const float z = gelu_twice_inner(x, x * x);
+    const float e = exp_nonpositive(-std::fabs(z));
+    return (z < 0.0f ? x * e : x) / (1.0f + e);
   } else if constexpr (op == UnaryOp::softplus) {
     // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never overflows; for x > 20 it rounds to x, as
     // the definition's branch returns. (x > 0 ? x : 0 turns NaN into 0; the log1p keeps it.)
@@ -145,9 +184,9 @@ DSSM_VEC_INLINE float unary_derivative(float s, float p) {
     // gelu' = 0.5 (1 + t) + 0.5 x (1 - t^2) u', t = tanh(u); with sig = sigmoid(2u) = 0.5 (1 + t)
     // and 1 - t^2 = 4 sig (1 - sig): gelu' = sig (1 + 2 x u' (1 - sig)). x is clamped to
     // [-20, 20], beyond which gelu' is 1 or 0 to f32 precision (and x^3 could overflow).
-    const float x = s < -20.0f ? -20.0f : (s > 20.0f ? 20.0f : s);
-    const Logistic l = logistic(2.0f * gelu_inner(x));
-    return l.sigmoid * (1.0f + 2.0f * x * gelu_inner_dx(x) * l.one_minus);
+    const float x = s < -20.0f ? -20.0f : (s > 20.0f ? 20.0f : s), x2 = x * x;
+    const Logistic l = logistic(gelu_twice_inner(x, x2));
+    return l.sigmoid * std::fma(gelu_twice_x_inner_dx(x, x2), l.one_minus, 1.0f);
   } else if constexpr (op == UnaryOp::softplus) {
     return logistic(s).sigmoid;
   } else {
@@ -155,14 +194,82 @@ DSSM_VEC_INLINE float unary_derivative(float s, float p) {
   }
 }
 
+// bf16 has 65536 values, so a bf16 op can be a lookup in a table of its results, computed once
+// (on first use) by the f32 kernel and rounded: one load per element whatever the function, and
+// results equal to the f32 op's rounded to bf16, exactly. (Computing in f32 per element costs the
+// f32 op's arithmetic on half its bytes.) Tables: the ops whose f32 form costs more than a lookup
+// (not pow, whose table would depend on its parameter); backward looks up f'(x) in f32 for the
+// ops that save x and whose derivative is transcendental, and multiplies by g.
+template <UnaryOp op>
+inline constexpr bool has_bf16_table =
+    op == UnaryOp::exp || op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt ||
+    op == UnaryOp::sigmoid || op == UnaryOp::tanh || op == UnaryOp::silu || op == UnaryOp::gelu ||
+    op == UnaryOp::softplus;
+template <UnaryOp op>
+inline constexpr bool has_bf16_derivative_table =
+    op == UnaryOp::silu || op == UnaryOp::gelu || op == UnaryOp::softplus;
+
+// Every bf16 bit pattern in order, as bf16 and as f32: the inputs from which the tables are made.
+inline constexpr int64_t kBf16Values = 65536;
+inline std::vector<bf16> all_bf16() {
+  std::vector<bf16> v(kBf16Values);
+  for (int64_t b = 0; b < kBf16Values; ++b) v[b].bits = static_cast<uint16_t>(b);
+  return v;
+}
+
+// table[b] = the bits of f(x) in bf16 for the x of bits b, made by map()'s bf16 loop: the same
+// code and rounding as the loop it replaces. 32-bit entries, since the vectorised lookup is a
+// 32-bit gather. A function-local static: built once, by the first caller (thread-safe in C++).
+template <UnaryOp op>
+const uint32_t* bf16_forward_table() {
+  static const std::vector<uint32_t> table = [] {
+    const std::vector<bf16> x = all_bf16();
+    std::vector<bf16> y(kBf16Values);
+    map(x.data(), y.data(), kBf16Values, [](float v) { return unary_forward<op>(v, 0.0f); });
+    std::vector<uint32_t> bits(kBf16Values);
+    for (int64_t b = 0; b < kBf16Values; ++b) bits[b] = y[b].bits;
+    return bits;
+  }();
+  return table.data();
+}
+
+// table[b] = f'(x) in f32 for the x of bits b, made by map()'s f32 loop.
+template <UnaryOp op>
+const float* bf16_derivative_table() {
+  static const std::vector<float> table = [] {
+    const std::vector<bf16> x = all_bf16();
+    std::vector<float> xf(kBf16Values), d(kBf16Values);
+    for (int64_t b = 0; b < kBf16Values; ++b) xf[b] = load(x.data(), b);
+    map(xf.data(), d.data(), kBf16Values, [](float v) { return unary_derivative<op>(v, 0.0f); });
+    return d;
+  }();
+  return table.data();
+}
+
 // y = f(x) and dx = g f'(s) on n contiguous elements of float or bf16 data.
 template <UnaryOp op, typename T>
 void unary_forward(const T* x, T* y, int64_t n, float p) {
-  map(x, y, n, [p](float v) { return unary_forward<op>(v, p); });
+  if constexpr (std::is_same_v<T, bf16> && has_bf16_table<op>) {
+    const uint32_t* table = bf16_forward_table<op>();
+    for_range(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) y[i].bits = static_cast<uint16_t>(table[x[i].bits]);
+    });
+  } else {
+    map(x, y, n, [p](float v) { return unary_forward<op>(v, p); });
+  }
 }
 template <UnaryOp op, typename T>
 void unary_backward(const T* g, const T* s, T* dx, int64_t n, float p) {
-  map(g, s, dx, n, [p](float gv, float sv) { return gv * unary_derivative<op>(sv, p); });
+  if constexpr (std::is_same_v<T, bf16> && has_bf16_derivative_table<op>) {
+    const float* table = bf16_derivative_table<op>();
+    for_range(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) store(dx, i, load(g, i) * table[s[i].bits]);
+    });
+  } else {
+    map(g, s, dx, n, [p](float gv, float sv) { return gv * unary_derivative<op>(sv, p); });
+  }
 }
 
 }  // namespace dssm::vec

@@ -32,7 +32,8 @@ void cpu_cross_entropy_forward_f32(float* loss, float* lse, const T* x, const I*
     const T* xr = x + n * vocab;
     const float m = vec::max(vocab, [&](int64_t v) { return vec::load(xr, v); });
     const float total = vec::sum(
-        vocab, [&](int64_t v) { return vec::exp_nonpositive_flushed(vec::load(xr, v) - m); });
+        vocab, [&](int64_t v) { return vec::exp_nonpositive_flushed(vec::load(xr, v) - m); },
+        n + 1 < rows ? xr + vocab : nullptr);  // the next row, read while this one is in L1
     lse[n] = m + vec::log(total);
     loss[n] = t[n] == ignore_index ? 0.0f : lse[n] - vec::load(xr, t[n]);
   }

@@ -55,19 +55,24 @@ void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rst
     T* ys = py + s * seg;
     const float mu = pmean ? vec::sum(seg, [&](int64_t j) { return vec::load(xs, j); }) / n : 0.0f;
     if (pmean) pmean[s] = mu;
-    const float var = vec::sum(seg, [&](int64_t j) {
-      const float d = vec::load(xs, j) - mu;
-      return d * d;
-    });
+    // The first pass over the segment in L1 (LayerNorm's variance, the RMS norms' output) fetches
+    // the next segment meanwhile, so that the memory is not idle while it runs.
+    const T* next = s + 1 < segments ? xs + seg : nullptr;
+    const float var = vec::sum(
+        seg,
+        [&](int64_t j) {
+          const float d = vec::load(xs, j) - mu;
+          return d * d;
+        },
+        pmean ? next : nullptr);
     const float r = 1.0f / std::sqrt(var / n + epsilon);
     prstd[s] = r;
     const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
     with_column(pw, col, 1.0f, [&](auto w) {
       with_column(pb, col, 0.0f, [&](auto b) {
-#pragma omp simd
-        for (int64_t j = 0; j < seg; ++j) {
-          vec::store(ys, j, (vec::load(xs, j) - mu) * r * w(j) + b(j));
-        }
+        vec::each(
+            seg, [&](int64_t j) { vec::store(ys, j, (vec::load(xs, j) - mu) * r * w(j) + b(j)); },
+            pmean ? nullptr : next);
       });
     });
   }

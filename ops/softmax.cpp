@@ -34,9 +34,11 @@ void cpu_softmax_f32(const Tensor& y, const Tensor& x, bool log) {
     const T* xr = in + r * cols;
     T* yr = out + r * cols;
     const float m = vec::max(cols, [&](int64_t j) { return vec::load(xr, j); });
+    const T* next = r + 1 < rows ? xr + cols : nullptr;  // prefetched by the pass in L1
     if (log) {
       const float total = vec::sum(
-          cols, [&](int64_t j) { return vec::exp_nonpositive_flushed(vec::load(xr, j) - m); });
+          cols, [&](int64_t j) { return vec::exp_nonpositive_flushed(vec::load(xr, j) - m); },
+          next);
       const float log_total = vec::log(total);
 #pragma omp simd
       for (int64_t j = 0; j < cols; ++j) {
@@ -45,11 +47,14 @@ void cpu_softmax_f32(const Tensor& y, const Tensor& x, bool log) {
     } else {
       // f32: the exponentials go to y (in L1), then are scaled there, one exp per element. bf16
       // recomputes them instead, so that each output is rounded once.
-      const float total = vec::sum(cols, [&](int64_t j) {
-        const float e = vec::exp_nonpositive_flushed(vec::load(xr, j) - m);
-        if constexpr (std::is_same_v<T, float>) yr[j] = e;
-        return e;
-      });
+      const float total = vec::sum(
+          cols,
+          [&](int64_t j) {
+            const float e = vec::exp_nonpositive_flushed(vec::load(xr, j) - m);
+            if constexpr (std::is_same_v<T, float>) yr[j] = e;
+            return e;
+          },
+          next);
       const float inverse = 1.0f / total;
 #pragma omp simd
       for (int64_t j = 0; j < cols; ++j) {
