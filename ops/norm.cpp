@@ -58,10 +58,13 @@ void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rst
     // The first pass over the segment in L1 (LayerNorm's variance, the RMS norms' output) fetches
     // the next segment meanwhile, so that the memory is not idle while it runs.
     const T* next = s + 1 < segments ? xs + seg : nullptr;
+    // f32: d = x - mu also goes to y, so that y's lines come into L1 during this pass, and the
+    // output pass reads d back from there.
     const float var = vec::sum(
         seg,
         [&](int64_t j) {
           const float d = vec::load(xs, j) - mu;
+          if constexpr (std::is_same_v<T, float>) ys[j] = d;
           return d * d;
         },
         pmean ? next : nullptr);
@@ -71,7 +74,11 @@ void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rst
     with_column(pw, col, 1.0f, [&](auto w) {
       with_column(pb, col, 0.0f, [&](auto b) {
         vec::each(
-            seg, [&](int64_t j) { vec::store(ys, j, (vec::load(xs, j) - mu) * r * w(j) + b(j)); },
+            seg,
+            [&](int64_t j) {
+              const float d = std::is_same_v<T, float> ? vec::load(ys, j) : vec::load(xs, j) - mu;
+              vec::store(ys, j, d * r * w(j) + b(j));
+            },
             pmean ? nullptr : next);
       });
     });

@@ -36,13 +36,24 @@ void cpu_softmax_f32(const Tensor& y, const Tensor& x, bool log) {
     const float m = vec::max(cols, [&](int64_t j) { return vec::load(xr, j); });
     const T* next = r + 1 < rows ? xr + cols : nullptr;  // prefetched by the pass in L1
     if (log) {
+      // f32: x - m goes to y in the first pass (which so brings y's lines into L1 while the
+      // exponentials keep the core busy), and the second subtracts log s there.
       const float total = vec::sum(
-          cols, [&](int64_t j) { return vec::exp_nonpositive_flushed(vec::load(xr, j) - m); },
+          cols,
+          [&](int64_t j) {
+            const float shifted = vec::load(xr, j) - m;  // exact near the max
+            if constexpr (std::is_same_v<T, float>) yr[j] = shifted;
+            return vec::exp_nonpositive_flushed(shifted);
+          },
           next);
       const float log_total = vec::log(total);
 #pragma omp simd
       for (int64_t j = 0; j < cols; ++j) {
-        vec::store(yr, j, (vec::load(xr, j) - m) - log_total);  // x - m is exact near the max
+        if constexpr (std::is_same_v<T, float>) {
+          yr[j] -= log_total;
+        } else {
+          vec::store(yr, j, (vec::load(xr, j) - m) - log_total);
+        }
       }
     } else {
       // f32: the exponentials go to y (in L1), then are scaled there, one exp per element. bf16
