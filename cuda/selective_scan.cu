@@ -197,6 +197,16 @@ __device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>
   __pipeline_commit();
 }
 
+// A[c, n] of the block's 32 channels into shared memory, [N][32] (zero past the channel count),
+// read once per block instead of once per chunk and n from global memory.
+template <typename T, typename C>
+__device__ void stage_A(C* dst, const ScanArgs<T>& a, int64_t c0) {
+  for (int i = threadIdx.x; i < a.N * kChannelsPerBlock; i += kThreads) {
+    const int64_t n = i / kChannelsPerBlock, c = c0 + i % kChannelsPerBlock;
+    dst[i] = c < a.channels ? to_compute(a.A[c * a.N + n]) : C(0);
+  }
+}
+
 // Walking the chunks forwards with two stage buffers: issues the copies of chunk k + 1 (chunk 0
 // was issued before the loop), waits for those of chunk k and returns its buffer.
 template <typename T, typename C>
@@ -342,9 +352,11 @@ __device__ __forceinline__ void lane_steps(const Items<C>& x, const C (&B)[kItem
 template <typename C>
 constexpr C kLog2e = C(1.4426950408889634);
 
-// One scan of a forward launch; a launch runs up to kMaxScanJobs scans of one shape side by side,
-// blockIdx.y picking the scan (DenseMamba's cross-layer read-outs; a single scan otherwise).
-// last_state and entry may be null.
+// One scan of a launch of several (DenseMamba's cross-layer read-outs): a launch runs up to
+// kMaxScanJobs scans of one shape side by side, blockIdx.y picking the scan. last_state and entry
+// may be null. A launch of one scan passes its operands as plain kernel parameters instead: read
+// through the table, they become values held in registers, which made the backward spill and the
+// scan 3-7 % slower.
 template <typename T, typename C>
 struct ForwardJob {
   ScanArgs<T> a;
@@ -358,28 +370,27 @@ struct ForwardJobs {
 };
 
 // Forward: y (gated, with D u) and the last state. Shared memory: the state carried between
-// chunks, [N][kThreads] in C (one private slot per thread and n), then two stage buffers.
+// chunks, [N][kThreads] in C (one private slot per thread and n), the block's A [N][32] in C,
+// then two stage buffers.
 // `entry` (or null): the state entering every chunk, [chunks, N, rows], for the backward.
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads) void scan_forward_kernel(
-    const __grid_constant__ ForwardJobs<T, C> jobs, bool vec) {
+__device__ __forceinline__ void scan_forward_body(const ScanArgs<T>& a, T* y, C* last_state,
+                                                  C* entry, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const ForwardJob<T, C>& job = jobs.job[blockIdx.y];
-  const ScanArgs<T>& a = job.a;
-  T* const y = job.y;
-  C* const last_state = job.last_state;
-  C* const entry = job.entry;
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, chunks = (L + kChunkLen - 1) / kChunkLen;
   const int64_t rows = a.batch * a.channels;
   const int64_t c0 = r.c - r.warp * kChannelsPerWarp - r.lane / kTimeLanes;
   const ChannelArrays<T> arrays{a.u, a.delta, a.z, nullptr, a.z ? 3 : 2};
   const int64_t stage_len = stage_rows<T>(N, arrays.count) * kChunkLen;
+  const int channel = r.warp * kChannelsPerWarp + r.lane / kTimeLanes;  // within the block
   C* carry = reinterpret_cast<C*>(smem);
-  T* stage = reinterpret_cast<T*>(carry + N * kThreads);
+  C* A_block = carry + N * kThreads;
+  T* stage = reinterpret_cast<T*>(A_block + N * kChannelsPerBlock);
   const C D = r.valid && a.D ? to_compute(a.D[r.c]) : C(0);
   const C bias = r.valid && a.bias ? to_compute(a.bias[r.c]) : C(0);
-  for (int64_t n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
+  for (int n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
+  stage_A(A_block, a, c0);
   if (chunks > 0) stage_chunk<T, C>(stage, a, arrays, r, c0, 0, vec, nullptr, nullptr);
   for (int64_t k = 0; k < chunks; ++k) {
     const T* staged = next_staged_chunk<T, C>(stage, stage_len, a, arrays, r, c0, k, chunks, vec);
@@ -390,8 +401,8 @@ __global__ __launch_bounds__(kThreads) void scan_forward_kernel(
 #pragma unroll
     for (int i = 0; i < kItems; ++i) out[i] = D * x.u[i];
 #pragma unroll 2
-    for (int64_t n = 0; n < N; ++n) {
-      const C A2 = (r.valid ? to_compute(a.A[r.c * N + n]) : C(0)) * kLog2e<C>;
+    for (int n = 0; n < N; ++n) {
+      const C A2 = A_block[n * kChannelsPerBlock + channel] * kLog2e<C>;
       C Bv[kItems], Cv[kItems];
       staged_items(staged + n * kChunkLen, r.tl, Bv);
       staged_items(staged + (N + n) * kChunkLen, r.tl, Cv);
@@ -487,18 +498,13 @@ struct BackwardJobs {
 
 // Backward: every gradient (see the file comment); pass 1 is skipped when the job has its entry
 // states. Shared memory, in C: the carried state (pass 1) then the carried Q (pass 2)
-// [N][kThreads], the channels' dA sums [N][32], the dB/dC staging area [kWarps][2][N][kChunkLen],
-// two entry-state buffers [N][32]; then two stage buffers in T.
+// [N][kThreads], the channels' dA sums [N][32], the dB/dC staging area
+// [kWarps][2][N][kChunkLen], two entry-state buffers [N][32]; then two stage buffers in T.
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_kernel(
-    const __grid_constant__ BackwardJobs<T, C> jobs, bool vec) {
+__device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T* grad_y,
+                                                   const C* grad_last, const BackwardOut<T, C>& o,
+                                                   bool have_entry, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const BackwardJob<T, C>& job = jobs.job[blockIdx.y];
-  const ScanArgs<T>& a = job.a;
-  const T* const grad_y = job.grad_y;
-  const C* const grad_last = job.grad_last;
-  const BackwardOut<T, C>& o = job.o;
-  const bool have_entry = job.have_entry;
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, rows = a.batch * a.channels;
   const int64_t chunks = (L + kChunkLen - 1) / kChunkLen, staged_len = 2 * N * kChunkLen;
@@ -518,7 +524,7 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
   const int64_t off = r.row * L;
 
   // Pass 1: the state entering each chunk, into o.entry.
-  for (int64_t n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
+  for (int n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
   if (chunks > 0 && !have_entry)
     stage_chunk<T, C>(stage, a, arrays1, r, c0, 0, vec, nullptr, nullptr);
   for (int64_t k = 0; k < chunks && !have_entry; ++k) {
@@ -527,7 +533,7 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
     Items<C> x;
     chunk_items(staged, a, r, t, bias, x);
 #pragma unroll 1
-    for (int64_t n = 0; n < N; ++n) {
+    for (int n = 0; n < N; ++n) {
       const C A2 = (r.valid ? to_compute(a.A[r.c * N + n]) : C(0)) * kLog2e<C>;
       C Bv[kItems];
       staged_items(staged + n * kChunkLen, r.tl, Bv);
@@ -594,7 +600,7 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
       dD = fma(gy[i], x.u[i], dD);
     }
 #pragma unroll 1
-    for (int64_t n = 0; n < N; ++n) {
+    for (int n = 0; n < N; ++n) {
       const C A_n = r.valid ? to_compute(a.A[r.c * N + n]) : C(0), A2 = A_n * kLog2e<C>;
       C Bv[kItems], Cv[kItems];
       staged_items(staged + n * kChunkLen, r.tl, Bv);
@@ -680,6 +686,31 @@ __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_ke
   dbias = time_lanes_sum(dbias);
   if (r.valid && r.tl == 0 && o.dD) atomicAdd(o.dD + r.c, dD);
   if (r.valid && r.tl == 0 && o.dbias) atomicAdd(o.dbias + r.c, dbias);
+}
+
+// The kernels: one scan, or a table of them (blockIdx.y).
+template <typename T, typename C>
+__global__ __launch_bounds__(kThreads) void scan_forward_kernel(ScanArgs<T> a, T* y, C* last_state,
+                                                                C* entry, bool vec) {
+  scan_forward_body(a, y, last_state, entry, vec);
+}
+template <typename T, typename C>
+__global__ __launch_bounds__(kThreads) void scan_forward_jobs_kernel(
+    const __grid_constant__ ForwardJobs<T, C> jobs, bool vec) {
+  const ForwardJob<T, C>& job = jobs.job[blockIdx.y];
+  scan_forward_body(job.a, job.y, job.last_state, job.entry, vec);
+}
+template <typename T, typename C>
+__global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_kernel(
+    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool have_entry,
+    bool vec) {
+  scan_backward_body(a, grad_y, grad_last, o, have_entry, vec);
+}
+template <typename T, typename C>
+__global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_jobs_kernel(
+    const __grid_constant__ BackwardJobs<T, C> jobs, bool vec) {
+  const BackwardJob<T, C>& job = jobs.job[blockIdx.y];
+  scan_backward_body(job.a, job.grad_y, job.grad_last, job.o, job.have_entry, vec);
 }
 
 // ---- one-token step
@@ -779,10 +810,12 @@ void selective_scan_forward(const std::vector<ScanForwardJob>& jobs) {
     using C = state_t<S>;
     const int64_t N = in0.A.size(1), arrays = in0.z.defined() ? 3 : 2;
     const size_t smem =
-        sizeof(C) * static_cast<size_t>(N * kThreads) +
+        sizeof(C) * static_cast<size_t>(N * (kThreads + kChannelsPerBlock)) +
         2 * sizeof(S) * static_cast<size_t>((2 * N + arrays * kChannelsPerBlock) * kChunkLen);
-    auto kernel = scan_forward_kernel<device_t<S>, C>;
-    allow_shared_memory(kernel, smem);
+    auto one = scan_forward_kernel<device_t<S>, C>;
+    auto many = scan_forward_jobs_kernel<device_t<S>, C>;
+    allow_shared_memory(one, smem);
+    allow_shared_memory(many, smem);
     in_groups(jobs, [&](size_t first, size_t count) {
       ForwardJobs<device_t<S>, C> group{};
       for (size_t j = 0; j < count; ++j) {
@@ -790,8 +823,13 @@ void selective_scan_forward(const std::vector<ScanForwardJob>& jobs) {
         group.job[j] = {scan_args<S>(job.in), device_data<S>(job.y), state_data<S>(job.last_state),
                         state_data<S>(job.chunk_entry)};
       }
-      const dim3 grid(blocks, static_cast<unsigned>(count));
-      kernel<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+      if (count == 1) {
+        const ForwardJob<device_t<S>, C>& j = group.job[0];
+        one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.y, j.last_state, j.entry, vec);
+      } else {
+        const dim3 grid(blocks, static_cast<unsigned>(count));
+        many<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+      }
       DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
     });
   });
@@ -822,8 +860,10 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
         sizeof(C) * static_cast<size_t>(N * (kThreads + kChannelsPerBlock + 2 * kWarps * kChunkLen +
                                              2 * kChannelsPerBlock)) +
         2 * sizeof(S) * static_cast<size_t>((2 * N + arrays * kChannelsPerBlock) * kChunkLen);
-    auto kernel = scan_backward_kernel<device_t<S>, C>;
-    allow_shared_memory(kernel, smem);
+    auto one = scan_backward_kernel<device_t<S>, C>;
+    auto many = scan_backward_jobs_kernel<device_t<S>, C>;
+    allow_shared_memory(one, smem);
+    allow_shared_memory(many, smem);
     in_groups(jobs, [&](size_t first, size_t count) {
       BackwardJobs<device_t<S>, C> group{};
       for (size_t j = 0; j < count; ++j) {
@@ -841,8 +881,14 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
         group.job[j] = {scan_args<S>(job.in), device_data<S>(job.grad_y),
                         state_data<S>(job.grad_last_state), out, job.chunk_entry.defined()};
       }
-      const dim3 grid(blocks, static_cast<unsigned>(count));
-      kernel<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+      if (count == 1) {
+        const BackwardJob<device_t<S>, C>& j = group.job[0];
+        one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.grad_y, j.grad_last, j.o,
+                                                          j.have_entry, vec);
+      } else {
+        const dim3 grid(blocks, static_cast<unsigned>(count));
+        many<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+      }
       DSSM_CUDA_CHECK_LAUNCH("scan_backward_kernel");
     });
   });
