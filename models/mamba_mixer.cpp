@@ -111,13 +111,16 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
     x = dense_->forward(x, u_in, shallower);
   }
 
-  // The scan runs over [batch, channels, length]: transposed views of [B, T, .] tensors.
+  // The scan runs over [batch, channels, length] rows: the [B, T, .] tensors transposed and made
+  // contiguous once here (u, the conv's output, already is), so that this layer's scan, its
+  // read-out by C and the deeper layers' read-outs of this source share one copy each instead of
+  // making (and keeping for their backward) their own.
   const Projected p = project(x);
-  const Tensor C = p.C.transpose(1, 2);
-  source.scan = {.u = x.transpose(1, 2),
-                 .delta = p.delta.transpose(1, 2),
+  const Tensor C = p.C.transpose(1, 2).contiguous();
+  source.scan = {.u = x.transpose(1, 2).contiguous(),
+                 .delta = p.delta.transpose(1, 2).contiguous(),
                  .A = A(),
-                 .B = p.B.transpose(1, 2),
+                 .B = p.B.transpose(1, 2).contiguous(),
                  .delta_bias = dt_proj_->bias(),
                  .delta_softplus = true};
   const ScanSource& s = source.scan;
