@@ -12,7 +12,9 @@
 // operands of a chunk (B, C and the 32 channels' u, delta, z, and grad_y in backward) are copied
 // to shared memory with 16-byte cp.async one chunk ahead (double buffered), so the global loads
 // overlap the previous chunk's arithmetic; y and the gradients are stored as 16-byte vectors.
-// D u and the gate y silu(z) are fused into the forward.
+// D u and the gate y silu(z) are fused into the forward. A launch may run several scans of one
+// shape side by side (DenseMamba's cross-layer read-outs, ops/cross_layer_readout.hpp): a grid row
+// per scan, each block reading its scan's operands from a table.
 //
 // Backward (G_t = dL/dh_t; G_t = C_t gy_t + a_{t+1} G_{t+1}, docs/ops-ssm.md) runs in the same
 // layout. It needs the state entering every chunk ([chunks, N, rows], f32; 64 MB at batch 8,
