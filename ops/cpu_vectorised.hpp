@@ -114,18 +114,6 @@ DSSM_VEC_INLINE float sum(int64_t n, F f, const T* ahead = nullptr) {
   return total;
 }
 
-// body(j) for j in [0, n) in vectorised chunks of kSumLanes, each of which prefetches the same
-// elements of `ahead` (if not null), as sum() does.
-template <typename Body, typename T>
-DSSM_VEC_INLINE void each(int64_t n, Body body, const T* ahead) {
-  for (int64_t i = 0; i < n; i += kSumLanes) {
-    const int64_t end = i + kSumLanes < n ? i + kSumLanes : n;
-    if (ahead) prefetch(ahead + i, end - i);
-#pragma omp simd
-    for (int64_t j = i; j < end; ++j) body(j);
-  }
-}
-
 template <typename F>
 DSSM_VEC_INLINE float max(int64_t n, F f) {
   float m = -kInfinity;

@@ -55,11 +55,10 @@ void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rst
     T* ys = py + s * seg;
     const float mu = pmean ? vec::sum(seg, [&](int64_t j) { return vec::load(xs, j); }) / n : 0.0f;
     if (pmean) pmean[s] = mu;
-    // The first pass over the segment in L1 (LayerNorm's variance, the RMS norms' output) fetches
-    // the next segment meanwhile, so that the memory is not idle while it runs.
-    const T* next = s + 1 < segments ? xs + seg : nullptr;
-    // f32: d = x - mu also goes to y, so that y's lines come into L1 during this pass, and the
-    // output pass reads d back from there.
+    // LayerNorm's variance is a pass over the segment in L1: it fetches the next segment
+    // meanwhile, so that the memory is not idle while it runs. (The RMS norms' output pass doing
+    // the same measured slower: it competes with the pass's own writes.) f32: d = x - mu also goes
+    // to y, so that y's lines come into L1 during this pass, and the output pass reads d there.
     const float var = vec::sum(
         seg,
         [&](int64_t j) {
@@ -67,19 +66,17 @@ void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rst
           if constexpr (std::is_same_v<T, float>) ys[j] = d;
           return d * d;
         },
-        pmean ? next : nullptr);
+        pmean && s + 1 < segments ? xs + seg : nullptr);
     const float r = 1.0f / std::sqrt(var / n + epsilon);
     prstd[s] = r;
     const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
     with_column(pw, col, 1.0f, [&](auto w) {
       with_column(pb, col, 0.0f, [&](auto b) {
-        vec::each(
-            seg,
-            [&](int64_t j) {
-              const float d = std::is_same_v<T, float> ? vec::load(ys, j) : vec::load(xs, j) - mu;
-              vec::store(ys, j, d * r * w(j) + b(j));
-            },
-            pmean ? nullptr : next);
+#pragma omp simd
+        for (int64_t j = 0; j < seg; ++j) {
+          const float d = std::is_same_v<T, float> ? vec::load(ys, j) : vec::load(xs, j) - mu;
+          vec::store(ys, j, d * r * w(j) + b(j));
+        }
       });
     });
   }
