@@ -3,8 +3,10 @@
 // no calls, no branches (the ternaries become blends), integer work on the bit patterns only.
 // GCC does not vectorise std::exp / std::log without -ffast-math, hence these.
 //
-// The build is ISO C++ (-ffp-contract=off), so products are fused into FMAs explicitly with
-// std::fma, which GCC vectorises (vfmadd with -march=native; std::fma sets no errno).
+// The products whose fusion the accuracy relies on are fused explicitly with std::fma, which GCC
+// vectorises (vfmadd with -march=native; std::fma sets no errno). Other a * b + c may be fused
+// too: GCC 12 contracts them in C++ even with -std=c++20 (its ISO-mode -ffp-contract=off is
+// for C); the tests hold the results as compiled, contractions included.
 //
 // Each function is accurate to a few f32 ulps over the whole f32 range, denormals, +-inf and NaN
 // included; tests/test_cpu_vectorised.cpp holds them to 1e-6 relative of the f64 definitions in
