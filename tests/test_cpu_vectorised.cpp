@@ -355,10 +355,10 @@ void check_f32_against_f64(const std::vector<Tensor>& inputs,
   const Tensor g = Tensor::randn(y32.shape(), gen);
   y32.backward(g);
   y64.backward(g.to(DType::f64));
-  // Gradients hold f32 sums over whole rows (sum(g) over 4099 entries for log_softmax), whose
-  // terms cancel, and whose rounding depends on the order of the additions: vectorised (16
-  // partial sums) in the release build, one by one where the compiler does not vectorise (the
-  // sanitizer build), ~sqrt(4099) eps of the row's magnitude: 10x the forward's tolerance.
+  // Gradients hold f32 sums over whole rows (sum(g) over 4099 entries for log_softmax) whose
+  // terms cancel: vec::sum's rounding (64 partial sums per block of 1024, then the block totals,
+  // in the same order in every build) is relative to the row's magnitude, not to the cancelled
+  // element: 10x the forward's tolerance.
   for (size_t i = 0; i < inputs.size(); ++i) {
     check_close(in32[i].grad(), in64[i].grad(), 10 * tol);
   }
