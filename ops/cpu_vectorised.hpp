@@ -197,7 +197,7 @@ template <UnaryOp op>
 inline constexpr bool has_bf16_derivative_table =
     op == UnaryOp::silu || op == UnaryOp::gelu || op == UnaryOp::softplus;
 
-// Every bf16 bit pattern in order, as bf16 and as f32: the inputs from which the tables are made.
+// Every bf16 bit pattern in order: the inputs from which the tables are made.
 inline constexpr int64_t kBf16Values = 65536;
 inline std::vector<bf16> all_bf16() {
   std::vector<bf16> v(kBf16Values);
