@@ -124,6 +124,26 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                  .delta_bias = dt_proj_->bias(),
                  .delta_softplus = true};
   const ScanSource& s = source.scan;
+  // "paper": y = C (h + sum_i phi_i(h^{l-i})) + D x, the phi-fusion of the read-outs, then + D x.
+  auto fused = [&](const Tensor& own, std::vector<Tensor> readouts) {
+    for (Tensor& r : readouts) r = r.transpose(1, 2);
+    return (dense_->forward(own, u_in, readouts) + x * D_) * silu(z);
+  };
+  auto shallower = [&] {
+    std::vector<ScanSource> scans;
+    for (const DenseSource& prev : previous) scans.push_back(prev.scan);
+    return scans;
+  };
+  if (fuse && paper && !final_state) {
+    // The layer's own read-out C h^l is a scan read out by C like the m sources': all m + 1 in
+    // one pass (prefill, which needs this layer's last state, runs its own scan below).
+    std::vector<ScanSource> scans = shallower();
+    scans.insert(scans.begin(), s);
+    std::vector<Tensor> readouts = cross_layer_readout(scans, C);
+    const Tensor own = readouts.front().transpose(1, 2);
+    readouts.erase(readouts.begin());
+    return out_proj_->forward(fused(own, readouts));
+  }
   ScanInputs in{.u = s.u,
                 .delta = s.delta,
                 .A = s.A,
@@ -137,14 +157,7 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
   const ScanResult scan = selective_scan(in, final_state != nullptr);
   if (final_state) final_state->ssm = scan.last_state;
   Tensor y = scan.y.transpose(1, 2);
-  if (fuse && paper) {
-    // y = C (h + sum_i phi_i(h^{l-i})) + D x = phi-fusion of the read-outs, then + D x.
-    std::vector<ScanSource> shallower;
-    for (const DenseSource& prev : previous) shallower.push_back(prev.scan);
-    std::vector<Tensor> readouts = cross_layer_readout(shallower, C);
-    for (Tensor& r : readouts) r = r.transpose(1, 2);
-    y = (dense_->forward(y, u_in, readouts) + x * D_) * silu(z);
-  }
+  if (fuse && paper) y = fused(y, cross_layer_readout(shallower(), C));
   return out_proj_->forward(y);
 }
 
