@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs densessm's build dependencies on Debian 12 (apt-get; as root, or through sudo) and
-# configures + builds the project in build/ (or the folder given as $1).
+# configures + builds the project in build/ (or the folder given as $1; further arguments go to
+# cmake's configure step). DSSM_BUILD_TARGETS="a b" builds only those targets.
 # The CUDA backend is built when nvcc is found (/usr/local/cuda/bin/nvcc or on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,5 @@ fi
 echo "==> configuring $build_dir"
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 echo "==> building $build_dir ($(nproc) cores)"
-cmake --build "$build_dir" -j "$(nproc)"
+# shellcheck disable=SC2086  # the targets are meant to split into words
+cmake --build "$build_dir" -j "$(nproc)" ${DSSM_BUILD_TARGETS:+--target $DSSM_BUILD_TARGETS}

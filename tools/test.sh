@@ -16,6 +16,8 @@ echo "==> tests"
 OMP_NUM_THREADS=1 ctest --test-dir build -j "$jobs" --output-on-failure
 
 echo "==> sanitizer build (ASan + UBSan) of the CPU tests"
-bash tools/setup.sh build-asan -DDSSM_SANITIZE=ON -DDSSM_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Only the test program: the command-line tool and the examples are not run under the sanitizers.
+DSSM_BUILD_TARGETS=dssm_tests bash tools/setup.sh build-asan -DDSSM_SANITIZE=ON -DDSSM_BENCH=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo
 OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -j "$jobs" -L cpu --output-on-failure
