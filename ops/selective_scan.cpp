@@ -379,11 +379,13 @@ std::vector<Tensor> selective_scans_shared_C(const std::vector<ScanInputs>& scan
   const char* op = "selective_scans_shared_C";
   std::vector<ScanInputs> ins;
   std::vector<Tensor> differentiable;
+  // Contiguous once for all scans (checked_operands would otherwise copy a strided C per scan).
+  const Tensor shared_C = C.defined() ? C.detach().contiguous() : C;
   for (size_t j = 0; j < scans.size(); ++j) {
     ScanInputs s = scans[j];
     check(!s.C.defined() && !s.D.defined() && !s.z.defined(), op,
           "scan {}: expected no C, D or z of its own (C is shared, D and z are not read)", j);
-    s.C = C;
+    s.C = shared_C;
     ins.push_back(checked_operands(s, false, op));
     const ScanInputs& first = ins.front();
     check(ins.back().u.shape() == first.u.shape() && ins.back().A.shape() == first.A.shape(), op,
