@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "ops/cpu_vectorised.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/elementwise_math.hpp"
@@ -307,6 +308,32 @@ TEST_CASE("bf16 table ops equal the f32 ops rounded, on every bf16 value", "[ops
           CHECK(((std::isnan(got_dx[i]) && std::isnan(want_dx[i])) || got_dx[i] == want_dx[i]));
         }
       }
+    }
+  }
+}
+
+#ifdef __AVX512BW__
+// sqrt and rsqrt of bf16 compute from 256 offsets where AVX-512 is compiled in (else they look up
+// the table): the offsets must have passed their check against the table, or the test above
+// would only have tested the table.
+TEST_CASE("bf16 sqrt and rsqrt take the offsets, not the table", "[ops]") {
+  CHECK(vec::bf16_half_exponent_offsets<UnaryOp::sqrt>().exact);
+  CHECK(vec::bf16_half_exponent_offsets<UnaryOp::rsqrt>().exact);
+}
+#endif
+
+// Every table op on a run of bf16 values of a length that is no multiple of any vector width,
+// starting at an odd element: the vector loops' last partial vectors.
+TEST_CASE("bf16 table ops on odd lengths equal the f32 ops rounded", "[ops]") {
+  std::vector<float> values;
+  for (uint32_t bits = 0x3e01; bits < 0x3e01 + 1001; ++bits) {
+    values.push_back(std::bit_cast<float>(bits << 16));
+  }
+  const Tensor x = f32_tensor(values).to(DType::bf16).narrow(0, 1, 999);
+  for (const UnaryCase& c : kForwardCases) {
+    SECTION(c.name) {
+      CHECK(f32_values(unary(c.op, x)) ==
+            f32_values(unary(c.op, x.to(DType::f32)).to(DType::bf16)));
     }
   }
 }
