@@ -313,12 +313,21 @@ TEST_CASE("bf16 table ops equal the f32 ops rounded, on every bf16 value", "[ops
 }
 
 #ifdef __AVX512BW__
-// sqrt and rsqrt of bf16 compute from 256 offsets where AVX-512 is compiled in (else they look up
-// the table): the offsets must have passed their check against the table, or the test above
-// would only have tested the table.
-TEST_CASE("bf16 sqrt and rsqrt take the offsets, not the table", "[ops]") {
+// Where AVX-512 is compiled in, bf16 sqrt and rsqrt compute from 256 offsets, and the ops with a
+// lean form on 16 lanes compute with it, instead of looking up the table: the offsets and the
+// lean forms must have passed their check against the table (else they are not used, and the
+// test above would only have tested the table).
+TEST_CASE("bf16 ops compute where AVX-512 allows, not look up", "[ops]") {
   CHECK(vec::bf16_half_exponent_offsets<UnaryOp::sqrt>().exact);
   CHECK(vec::bf16_half_exponent_offsets<UnaryOp::rsqrt>().exact);
+#if defined(__AVX512BF16__) && defined(__AVX512DQ__)
+  CHECK(vec::bf16_lanes_exact<UnaryOp::exp>());
+  CHECK(vec::bf16_lanes_exact<UnaryOp::log>());
+  CHECK(vec::bf16_lanes_exact<UnaryOp::sigmoid>());
+  CHECK(vec::bf16_lanes_exact<UnaryOp::tanh>());
+  CHECK(vec::bf16_lanes_exact<UnaryOp::silu>());
+  CHECK(vec::bf16_lanes_exact<UnaryOp::gelu>());
+#endif
 }
 #endif
 
