@@ -1,95 +1,52 @@
-// CUDA kernels of the selective scan (ops/selective_scan.cpp has the math and the CPU kernels):
+// CUDA backward of the selective scan and its one-token step (the forward is in
+// cuda/selective_scan_forward.cu; ops/selective_scan.cpp has the math and the CPU kernels):
 //   h_t = a_t h_{t-1} + b_t,  a_t = exp(dt_t A[c, n]),  b_t = dt_t B_t[n] u_t,
 //   y_t = sum_n C_t[n] h_t[n] + D u_t,   out_t = y_t silu(z_t).
 //
-// Chunked scan (forward and backward). A block of 4 warps owns one batch b and 32 consecutive
-// channels; a warp holds 8 channels x 4 "time lanes", and each time lane holds kItems = 8
-// consecutive time steps, so a warp walks the sequence in chunks of 32 steps, all 8 channels at
-// once. Per chunk and state n, each lane composes its 8 steps serially (registers, f32 for bf16),
-// the 4 time lanes of a channel combine their (a, b) pairs with a shuffle scan of the associative
-// operator (a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2), and the state entering the chunk (carried
-// from the previous chunk, in shared memory, one slot per thread and n) is applied. The block's
-// operands of a chunk (B, C and the 32 channels' u, delta, z, and grad_y in backward) are copied
-// to shared memory with 16-byte cp.async one chunk ahead (double buffered), so the global loads
-// overlap the previous chunk's arithmetic; y and the gradients are stored as 16-byte vectors.
-// D u and the gate y silu(z) are fused into the forward. A launch may run several scans of one
+// Chunked scan. A block of 4 warps owns one batch b and 32 consecutive channels; a warp holds 8
+// channels x 4 "time lanes", and each time lane holds kItems = 8 consecutive time steps, so a warp
+// walks the sequence in chunks of 32 steps, all 8 channels at once. Per chunk and state n, each
+// lane composes its 8 steps serially (registers, f32 for bf16), the 4 time lanes of a channel
+// combine their (a, b) pairs with a shuffle scan of the associative operator (a1, b1) o (a2, b2)
+// = (a1 a2, a2 b1 + b2), and the state entering the chunk is applied. The block's operands of a
+// chunk (B, C and the 32 channels' u, delta, grad_y, z) are copied to shared memory with 16-byte
+// cp.async one chunk ahead (double buffered), so the global loads overlap the previous chunk's
+// arithmetic; the gradients are stored as 16-byte vectors. A launch may run several scans of one
 // shape side by side (DenseMamba's cross-layer read-outs, ops/cross_layer_readout.hpp): a grid row
 // per scan, each block reading its scan's operands from a table.
 //
-// Backward (G_t = dL/dh_t; G_t = C_t gy_t + a_{t+1} G_{t+1}, docs/ops-ssm.md) runs in the same
-// layout. It needs the state entering every chunk ([chunks, N, rows], f32; 64 MB at batch 8,
-// 2048 channels, length 2048): the forward stores them when asked to (when gradients will be
-// needed), otherwise pass 1 walks the chunks forwards and stores them in a scratch buffer; pass 2
-// walks the chunks last to first, recomputes the chunk's states from its entry state (the forward
-// scan above) and runs the reverse scan of Q_t = a_t G_t = a_t (C_t gy_t + Q_{t+1}) with pairs
-// (a_t, a_t C_t gy_t) over the time lanes. du, ddelta, dz are per-lane sums over n; dA, dD,
-// ddelta_bias are per-lane sums over time, added once per (b, c) at the end. dB and dC (sums over
-// channels) are reduced over the 8 channels of a warp with a shuffle reduce-scatter, over the 4
-// warps of the block in shared memory, and added to global memory with one coalesced atomic per
-// (block, n, t): 32 channels per atomic.
+// Backward (G_t = dL/dh_t; G_t = C_t gy_t + a_{t+1} G_{t+1}, docs/ops-ssm.md) needs the state
+// entering every chunk ([chunks, N, rows], f32; 64 MB at batch 8, 2048 channels, length 2048):
+// the forward stores them when asked to (when gradients will be needed), otherwise the forward
+// kernel is run first to store only them. The kernel walks the chunks last to first, recomputes
+// the chunk's states from its entry state (the forward scan above) and runs the reverse scan of
+// Q_t = a_t G_t = a_t (C_t gy_t + Q_{t+1}) with pairs (a_t, a_t C_t gy_t) over the time lanes.
+// du, ddelta, dz are per-lane sums over n; dA, dD, ddelta_bias are per-lane sums over time, added
+// once per (b, c) at the end. dB and dC (sums over channels) are reduced over the 8 channels of a
+// warp with a shuffle reduce-scatter, over the 4 warps of the block in shared memory, and added to
+// global memory with one coalesced atomic per (block, n, t): 32 channels per atomic.
 //
 // The one-token step keeps the simple layout: a half warp per (batch, channel), lane n holding
 // state n, sums over n by shuffles.
-#include <cstdint>
-#include <cstring>
-
-#include <cuda_pipeline.h>
-
-#include "cuda/common.cuh"
-#include "cuda/kernels_ssm.hpp"
+#include "cuda/selective_scan_common.cuh"
 #include "ops/elementwise_math.hpp"
 
 namespace dssm::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
+using namespace scan_kernels;
+
 constexpr int kItems = 8;                                     // time steps per lane
 constexpr int kTimeLanes = 4;                                 // lanes per channel along time
 constexpr int kChannelsPerWarp = 32 / kTimeLanes;             // 8
-constexpr int kWarps = 4;                                     // per block
-constexpr int kThreads = 32 * kWarps;                         // 128
+constexpr int kWarps = kThreads / 32;                         // per block
 constexpr int kChannelsPerBlock = kChannelsPerWarp * kWarps;  // 32
-constexpr int kChunkLen = kTimeLanes * kItems;                // 32 time steps per chunk
+static_assert(kTimeLanes * kItems == kChunkLen, "a warp walks one chunk at a time");
 // Backward holds ~190 registers unbounded; at 128 (4 blocks of 128 threads per SM, no spills for
 // bf16 and f32) it ran 1.25x faster on the H100 than at 2 blocks per SM.
 constexpr int kMinBackwardBlocks = 4;
 static_assert(kTimeLanes == 4 && kChannelsPerWarp == 8,
               "stage_channel_sums reduces over lane bits 2..4 (8 channels of 4 time lanes)");
-
-template <typename T>  // T: the device element type (__nv_bfloat16, float, double)
-struct ScanArgs {
-  const T *u, *delta, *A, *B, *C, *D, *z, *bias;
-  int64_t batch, channels, length, N;
-  bool softplus;
-};
-
-template <typename S>
-ScanArgs<device_t<S>> scan_args(const ScanInputs& in) {
-  auto ptr = [](const Tensor& t) { return t.defined() ? device_data<S>(t) : nullptr; };
-  return {ptr(in.u),
-          ptr(in.delta),
-          ptr(in.A),
-          ptr(in.B),
-          ptr(in.C),
-          ptr(in.D),
-          ptr(in.z),
-          ptr(in.delta_bias),
-          in.u.size(0),
-          in.u.size(1),
-          in.u.dim() == 3 ? in.u.size(2) : 1,
-          in.A.size(1),
-          in.delta_softplus};
-}
-
-// 2^x: the SFU instruction for f32 (relative error ~2^-22), the accurate one for f64.
-__device__ __forceinline__ float exp2_fast(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ double exp2_fast(double x) {
-  return ::exp2(x);
-}
 
 // ---- chunked-scan layout ------------------------------------------------------------------------
 
@@ -112,118 +69,6 @@ __device__ RowLane row_lane(const ScanArgs<T>& a) {
   r.valid = r.c < a.channels;
   r.row = r.b * a.channels + r.c;
   return r;
-}
-
-// Stores the items of base[t ..] inside [0, L), as 16-byte vectors when `vec`.
-template <typename T, typename C>
-__device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool ok, bool vec,
-                                            const C (&in)[kItems]) {
-  if (!ok) return;
-  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  if (vec && t + kItems <= L) {
-#pragma unroll
-    for (int v = 0; v < kItems / kPerVec; ++v) {
-      T e[kPerVec];
-#pragma unroll
-      for (int j = 0; j < kPerVec; ++j) e[j] = from_compute<T>(in[v * kPerVec + j]);
-      uint4 raw;
-      memcpy(&raw, e, sizeof(raw));
-      reinterpret_cast<uint4*>(base + t)[v] = raw;
-    }
-  } else {
-#pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      if (t + k < L) base[t + k] = from_compute<T>(in[k]);
-    }
-  }
-}
-
-// ---- staging a chunk in shared memory
-// ------------------------------------------------------------
-
-// The block's operands of one chunk, copied to shared memory (as stored, T) with cp.async while
-// the previous chunk is computed: rows of kChunkLen steps, first B[b, n] (N rows), then C[b, n]
-// (N rows), then up to four per-channel arrays (u, delta, grad_y, z) for the block's 32 channels;
-// backward's pass 2 also stages the entry states of the chunk ([N][32], in C) after them.
-template <typename T>
-struct ChannelArrays {
-  const T *p0, *p1, *p2, *p3;
-  int count;
-  __device__ const T* at(int i) const { return i == 0 ? p0 : i == 1 ? p1 : i == 2 ? p2 : p3; }
-};
-
-template <typename T>
-__device__ int64_t stage_rows(int64_t N, int arrays) {
-  return 2 * N + arrays * kChannelsPerBlock;
-}
-
-// Issues the copies of chunk [t0, t0 + kChunkLen) into `dst` (rows past L or past the channel
-// count are zero-filled with plain stores) and commits them as one cp.async group.
-template <typename T, typename C>
-__device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>& arrays,
-                            const RowLane& r, int64_t c0, int64_t t0, bool vec, const C* entry_src,
-                            C* entry_dst) {
-  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  constexpr int kVecs = kChunkLen / kPerVec;
-  const int64_t N = a.N, L = a.length, rows = stage_rows<T>(N, arrays.count);
-  for (int64_t i = threadIdx.x; i < rows * kVecs; i += kThreads) {
-    const int64_t row = i / kVecs, t = t0 + (i % kVecs) * kPerVec;
-    const T* src;
-    bool ok = true;
-    if (row < 2 * N) {
-      src = (row < N ? a.B : a.C) + (r.b * N + row % N) * L;
-    } else {
-      const int64_t j = row - 2 * N, c = c0 + j % kChannelsPerBlock;
-      ok = c < a.channels;
-      src = arrays.at(static_cast<int>(j / kChannelsPerBlock)) + (r.b * a.channels + c) * L;
-    }
-    T* d = dst + row * kChunkLen + (i % kVecs) * kPerVec;
-    if (ok && vec && t + kPerVec <= L) {
-      __pipeline_memcpy_async(d, src + t, 16);
-    } else {
-#pragma unroll
-      for (int j = 0; j < kPerVec; ++j) d[j] = ok && t + j < L ? src[t + j] : from_compute<T>(0.0f);
-    }
-  }
-  if (entry_src) {  // entry[n][row0 + j] for the block's 32 rows
-    const int64_t rows_total = a.batch * a.channels, row0 = r.b * a.channels + c0;
-    for (int64_t i = threadIdx.x; i < N * kChannelsPerBlock; i += kThreads) {
-      const int64_t n = i / kChannelsPerBlock, j = i % kChannelsPerBlock;
-      if (c0 + j < a.channels) {
-        __pipeline_memcpy_async(entry_dst + i, entry_src + n * rows_total + row0 + j, sizeof(C));
-      } else {
-        entry_dst[i] = C(0);
-      }
-    }
-  }
-  __pipeline_commit();
-}
-
-// A[c, n] of the block's 32 channels into shared memory, [N][32] (zero past the channel count),
-// read once per block instead of once per chunk and n from global memory.
-template <typename T, typename C>
-__device__ void stage_A(C* dst, const ScanArgs<T>& a, int64_t c0) {
-  for (int i = threadIdx.x; i < a.N * kChannelsPerBlock; i += kThreads) {
-    const int64_t n = i / kChannelsPerBlock, c = c0 + i % kChannelsPerBlock;
-    dst[i] = c < a.channels ? to_compute(a.A[c * a.N + n]) : C(0);
-  }
-}
-
-// Walking the chunks forwards with two stage buffers: issues the copies of chunk k + 1 (chunk 0
-// was issued before the loop), waits for those of chunk k and returns its buffer.
-template <typename T, typename C>
-__device__ const T* next_staged_chunk(T* stage, int64_t stage_len, const ScanArgs<T>& a,
-                                      const ChannelArrays<T>& arrays, const RowLane& r, int64_t c0,
-                                      int64_t k, int64_t chunks, bool vec) {
-  if (k + 1 < chunks) {
-    stage_chunk<T, C>(stage + ((k + 1) % 2) * stage_len, a, arrays, r, c0, (k + 1) * kChunkLen, vec,
-                      nullptr, nullptr);
-    __pipeline_wait_prior(1);
-  } else {
-    __pipeline_wait_prior(0);
-  }
-  __syncthreads();
-  return stage + (k % 2) * stage_len;
 }
 
 // kItems values of a staged row, from this lane's first step on, in the compute type.
@@ -259,7 +104,7 @@ __device__ __forceinline__ void chunk_items(const T* staged, const ScanArgs<T>& 
 #pragma unroll
   for (int k = 0; k < kItems; ++k) {
     x.pre[k] += bias;
-    const C dt = a.softplus ? math::softplus(x.pre[k]) : x.pre[k];
+    const C dt = a.softplus ? softplus_fast(x.pre[k]) : x.pre[k];
     x.dt[k] = r.valid && t + k < a.length ? dt : C(0);
     x.dtu[k] = x.dt[k] * x.u[k];
     x.dt_sum += x.dt[k];
@@ -297,12 +142,6 @@ __device__ __forceinline__ C lane_entry_forward(C a_incl, C h_incl, C h0, int tl
   const C h_up = __shfl_up_sync(kFullMask, h_incl, 1, kTimeLanes);
   return tl == 0 ? h0 : fma(a_up, h0, h_up);
 }
-// After scan_lanes_forward: the state leaving the chunk (the last lane's), in every lane.
-template <typename C>
-__device__ __forceinline__ C chunk_exit_forward(C a_incl, C h_incl, C h0) {
-  return __shfl_sync(kFullMask, fma(a_incl, h0, h_incl), kTimeLanes - 1, kTimeLanes);
-}
-
 // The same three in reverse time order, for Q_t = a_t (x_t + Q_{t+1}): (a, q) of a lane is the
 // product of its a_t and its Q at the first item given Q = 0 after its last item.
 template <typename C>
@@ -349,92 +188,6 @@ __device__ __forceinline__ void lane_steps(const Items<C>& x, const C (&B)[kItem
     s.h_all = fma(s.a[k], s.h_all, s.b[k]);
   }
   s.a_all = exp2_fast(x.dt_sum * A2);
-}
-
-template <typename C>
-constexpr C kLog2e = C(1.4426950408889634);
-
-// One scan of a launch of several (DenseMamba's cross-layer read-outs): a launch runs up to
-// kMaxScanJobs scans of one shape side by side, blockIdx.y picking the scan. last_state and entry
-// may be null. A launch of one scan passes its operands as plain kernel parameters instead: read
-// through the table, they become values held in registers, which made the backward spill and the
-// scan 3-7 % slower.
-template <typename T, typename C>
-struct ForwardJob {
-  ScanArgs<T> a;
-  T* y;
-  C* last_state;
-  C* entry;
-};
-template <typename T, typename C>
-struct ForwardJobs {
-  ForwardJob<T, C> job[kMaxScanJobs];
-};
-
-// Forward: y (gated, with D u) and the last state. Shared memory: the state carried between
-// chunks, [N][kThreads] in C (one private slot per thread and n), the block's A [N][32] in C,
-// then two stage buffers.
-// `entry` (or null): the state entering every chunk, [chunks, N, rows], for the backward.
-template <typename T, typename C>
-__device__ __forceinline__ void scan_forward_body(const ScanArgs<T>& a, T* y, C* last_state,
-                                                  C* entry, bool vec) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const RowLane r = row_lane(a);
-  const int64_t L = a.length, N = a.N, chunks = (L + kChunkLen - 1) / kChunkLen;
-  const int64_t rows = a.batch * a.channels;
-  const int64_t c0 = r.c - r.warp * kChannelsPerWarp - r.lane / kTimeLanes;
-  const ChannelArrays<T> arrays{a.u, a.delta, a.z, nullptr, a.z ? 3 : 2};
-  const int64_t stage_len = stage_rows<T>(N, arrays.count) * kChunkLen;
-  const int channel = r.warp * kChannelsPerWarp + r.lane / kTimeLanes;  // within the block
-  C* carry = reinterpret_cast<C*>(smem);
-  C* A_block = carry + N * kThreads;
-  T* stage = reinterpret_cast<T*>(A_block + N * kChannelsPerBlock);
-  const C D = r.valid && a.D ? to_compute(a.D[r.c]) : C(0);
-  const C bias = r.valid && a.bias ? to_compute(a.bias[r.c]) : C(0);
-  for (int n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
-  stage_A(A_block, a, c0);
-  if (chunks > 0) stage_chunk<T, C>(stage, a, arrays, r, c0, 0, vec, nullptr, nullptr);
-  for (int64_t k = 0; k < chunks; ++k) {
-    const T* staged = next_staged_chunk<T, C>(stage, stage_len, a, arrays, r, c0, k, chunks, vec);
-    const int64_t t = k * kChunkLen + r.tl * kItems;
-    Items<C> x;
-    chunk_items(staged, a, r, t, bias, x);
-    C out[kItems];
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) out[i] = D * x.u[i];
-#pragma unroll 2
-    for (int n = 0; n < N; ++n) {
-      const C A2 = A_block[n * kChannelsPerBlock + channel] * kLog2e<C>;
-      C Bv[kItems], Cv[kItems];
-      staged_items(staged + n * kChunkLen, r.tl, Bv);
-      staged_items(staged + (N + n) * kChunkLen, r.tl, Cv);
-      LaneSteps<C> s;
-      lane_steps(x, Bv, A2, s);
-      C a_incl = s.a_all, h_incl = s.h_all;
-      scan_lanes_forward(a_incl, h_incl, r.tl);
-      C& slot = carry[n * kThreads + threadIdx.x];
-      const C h0 = slot;
-      if (entry && r.valid && r.tl == 0) entry[(k * N + n) * rows + r.row] = h0;
-      C h = lane_entry_forward(a_incl, h_incl, h0, r.tl);
-      slot = chunk_exit_forward(a_incl, h_incl, h0);
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        h = fma(s.a[i], h, s.b[i]);
-        out[i] = fma(Cv[i], h, out[i]);
-      }
-    }
-    if (a.z) {
-      C z[kItems];
-      staged_items(channel_row(staged, N, r, 2), r.tl, z);
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) out[i] *= math::unary_forward<UnaryOp::silu, C>(z[i], C(0));
-    }
-    store_items(y + r.row * L, t, L, r.valid, vec, out);
-    __syncthreads();  // this buffer is refilled next
-  }
-  if (last_state && r.valid && r.tl == 0) {
-    for (int64_t n = 0; n < N; ++n) last_state[r.row * N + n] = carry[n * kThreads + threadIdx.x];
-  }
 }
 
 template <typename T, typename C>
@@ -484,37 +237,33 @@ __device__ __forceinline__ C time_lanes_sum(C v) {
 }
 
 // One scan of a backward launch (blockIdx.y picks it, as in the forward); grad_last may be null.
-// `have_entry`: o.entry already holds the chunk entry states (stored by the forward).
 template <typename T, typename C>
 struct BackwardJob {
   ScanArgs<T> a;
   const T* grad_y;
   const C* grad_last;
   BackwardOut<T, C> o;
-  bool have_entry;
 };
 template <typename T, typename C>
 struct BackwardJobs {
   BackwardJob<T, C> job[kMaxScanJobs];
 };
 
-// Backward: every gradient (see the file comment); pass 1 is skipped when the job has its entry
-// states. Shared memory, in C: the carried state (pass 1) then the carried Q (pass 2)
-// [N][kThreads], the channels' dA sums [N][32], the dB/dC staging area
-// [kWarps][2][N][kChunkLen], two entry-state buffers [N][32]; then two stage buffers in T.
+// Backward: every gradient (see the file comment), from the entry states in o.entry. Shared
+// memory, in C: the carried Q [N][kThreads], the channels' dA sums [N][32], the dB/dC staging
+// area [kWarps][2][N][kChunkLen], two entry-state buffers [N][32]; then two stage buffers in T.
 template <typename T, typename C>
 __device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T* grad_y,
                                                    const C* grad_last, const BackwardOut<T, C>& o,
-                                                   bool have_entry, bool vec) {
+                                                   bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
   const RowLane r = row_lane(a);
   const int64_t L = a.length, N = a.N, rows = a.batch * a.channels;
   const int64_t chunks = (L + kChunkLen - 1) / kChunkLen, staged_len = 2 * N * kChunkLen;
   const int64_t c0 = r.c - r.warp * kChannelsPerWarp - r.lane / kTimeLanes;
   const int channel = r.warp * kChannelsPerWarp + r.lane / kTimeLanes;  // within the block
-  const ChannelArrays<T> arrays1{a.u, a.delta, nullptr, nullptr, 2};
-  const ChannelArrays<T> arrays2{a.u, a.delta, grad_y, a.z, a.z ? 4 : 3};
-  const int64_t stage_len = stage_rows<T>(N, arrays2.count) * kChunkLen;
+  const ChannelArrays<T> arrays{a.u, a.delta, grad_y, a.z, a.z ? 4 : 3};
+  const int64_t stage_len = stage_rows<kChannelsPerBlock>(N, arrays.count) * kChunkLen;
   C* carry = reinterpret_cast<C*>(smem);
   C* dA_sum = carry + N * kThreads;
   C* sums = dA_sum + N * kChannelsPerBlock;
@@ -525,43 +274,15 @@ __device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T
   const C bias = r.valid && a.bias ? to_compute(a.bias[r.c]) : C(0);
   const int64_t off = r.row * L;
 
-  // Pass 1: the state entering each chunk, into o.entry.
-  for (int n = 0; n < N; ++n) carry[n * kThreads + threadIdx.x] = C(0);
-  if (chunks > 0 && !have_entry)
-    stage_chunk<T, C>(stage, a, arrays1, r, c0, 0, vec, nullptr, nullptr);
-  for (int64_t k = 0; k < chunks && !have_entry; ++k) {
-    const T* staged = next_staged_chunk<T, C>(stage, stage_len, a, arrays1, r, c0, k, chunks, vec);
-    const int64_t t = k * kChunkLen + r.tl * kItems;
-    Items<C> x;
-    chunk_items(staged, a, r, t, bias, x);
-#pragma unroll 1
-    for (int n = 0; n < N; ++n) {
-      const C A2 = (r.valid ? to_compute(a.A[r.c * N + n]) : C(0)) * kLog2e<C>;
-      C Bv[kItems];
-      staged_items(staged + n * kChunkLen, r.tl, Bv);
-      C h_all = C(0);
-#pragma unroll
-      for (int i = 0; i < kItems; ++i)
-        h_all = fma(exp2_fast(x.dt[i] * A2), h_all, x.dtu[i] * Bv[i]);
-      C a_all = exp2_fast(x.dt_sum * A2);
-      scan_lanes_forward(a_all, h_all, r.tl);
-      C& slot = carry[n * kThreads + threadIdx.x];
-      if (r.valid && r.tl == 0) o.entry[(k * N + n) * rows + r.row] = slot;
-      slot = chunk_exit_forward(a_all, h_all, slot);
-    }
-    __syncthreads();  // this buffer is refilled next
-  }
-  __threadfence_block();
-  __syncthreads();  // o.entry, written above, is read back (staged) below
-
-  // Pass 2: chunks last to first.
+  // Chunks last to first, carrying Q.
   for (int64_t n = 0; n < N; ++n) {
     carry[n * kThreads + threadIdx.x] = r.valid && grad_last ? grad_last[r.row * N + n] : C(0);
   }
   for (int64_t i = threadIdx.x; i < N * kChannelsPerBlock; i += kThreads) dA_sum[i] = C(0);
   auto stage2 = [&](int64_t k) {
-    stage_chunk<T, C>(stage + (k % 2) * stage_len, a, arrays2, r, c0, k * kChunkLen, vec,
-                      o.entry + k * N * rows, entry_buf + (k % 2) * N * kChannelsPerBlock);
+    stage_chunk<kChannelsPerBlock, T, C>(stage + (k % 2) * stage_len, a, arrays, r.b, c0,
+                                         k * kChunkLen, vec, o.entry + k * N * rows,
+                                         entry_buf + (k % 2) * N * kChannelsPerBlock);
   };
   C dD = 0, dbias = 0;
   if (chunks > 0) stage2(chunks - 1);
@@ -585,8 +306,10 @@ __device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T
       staged_items(channel_row(staged, N, r, 3), r.tl, z);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
-        dz_coef[i] = gy[i] * math::unary_derivative<UnaryOp::silu, C>(z[i], C(0), C(0));
-        gy[i] *= math::unary_forward<UnaryOp::silu, C>(z[i], C(0));
+        // silu'(z) = s (1 + z (1 - s)), s = sigmoid(z)
+        const C sig = sigmoid_fast(z[i]);
+        dz_coef[i] = gy[i] * sig * fma(z[i], C(1) - sig, C(1));
+        gy[i] *= z[i] * sig;
       }
     } else {
 #pragma unroll
@@ -661,7 +384,7 @@ __device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       du[i] = fma(x.dt[i], gB[i], du[i]);
-      ddt[i] = fma(x.u[i], gB[i], ddt[i]) * (a.softplus ? math::sigmoid(x.pre[i]) : C(1));
+      ddt[i] = fma(x.u[i], gB[i], ddt[i]) * (a.softplus ? sigmoid_fast(x.pre[i]) : C(1));
       if (t + i < L) dbias += ddt[i];
     }
     store_items(o.du + off, t, L, r.valid, vec, du);
@@ -692,31 +415,18 @@ __device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T
 
 // The kernels: one scan, or a table of them (blockIdx.y).
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads) void scan_forward_kernel(ScanArgs<T> a, T* y, C* last_state,
-                                                                C* entry, bool vec) {
-  scan_forward_body(a, y, last_state, entry, vec);
-}
-template <typename T, typename C>
-__global__ __launch_bounds__(kThreads) void scan_forward_jobs_kernel(
-    const __grid_constant__ ForwardJobs<T, C> jobs, bool vec) {
-  const ForwardJob<T, C>& job = jobs.job[blockIdx.y];
-  scan_forward_body(job.a, job.y, job.last_state, job.entry, vec);
-}
-template <typename T, typename C>
 __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_kernel(
-    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool have_entry,
-    bool vec) {
-  scan_backward_body(a, grad_y, grad_last, o, have_entry, vec);
+    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool vec) {
+  scan_backward_body(a, grad_y, grad_last, o, vec);
 }
 template <typename T, typename C>
 __global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_jobs_kernel(
     const __grid_constant__ BackwardJobs<T, C> jobs, bool vec) {
   const BackwardJob<T, C>& job = jobs.job[blockIdx.y];
-  scan_backward_body(job.a, job.grad_y, job.grad_last, job.o, job.have_entry, vec);
+  scan_backward_body(job.a, job.grad_y, job.grad_last, job.o, vec);
 }
 
-// ---- one-token step
-// ------------------------------------------------------------------------------
+// ---- one-token step -----------------------------------------------------------------------------
 
 constexpr int kStepLanes = 16;         // states per (batch, channel) pair, one lane each
 constexpr int kStepPairsPerBlock = 8;  // 128 threads
@@ -750,111 +460,23 @@ __global__ void scan_step_kernel(ScanArgs<T> a, C* state, T* y) {
   }
 }
 
-// ---- launches
-// ------------------------------------------------------------------------------------
-
-template <typename S>
-using state_t = compute_t<S>;  // f32 for bf16 and f32, f64 for f64
-
-template <typename S>
-state_t<S>* state_data(const Tensor& t) {
-  return t.defined() ? t.data<state_t<S>>() : nullptr;
-}
-
-unsigned chunked_blocks(const ScanInputs& in) {
-  const int64_t groups = (in.u.size(1) + kChannelsPerBlock - 1) / kChannelsPerBlock;
-  const int64_t blocks = in.u.size(0) * groups;
-  check(blocks < (int64_t{1} << 31), "selective_scan", "too many (batch, channel) rows: {}",
-        in.u.size(0) * in.u.size(1));
-  return static_cast<unsigned>(blocks);
-}
-
-// 16-byte vector access is possible when every row starts 16-byte aligned.
-bool vector_access(const ScanInputs& in, std::initializer_list<Tensor> outputs) {
-  const int64_t per_vec = 16 / dtype_size(in.u.dtype());
-  if (in.u.size(2) % per_vec != 0) return false;
-  for (const Tensor& t : {in.u, in.delta, in.B, in.C, in.z}) {
-    if (t.defined() && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) return false;
-  }
-  for (const Tensor& t : outputs) {
-    if (t.defined() && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) return false;
-  }
-  return true;
-}
-
-// Launches `kernel` with `smem` bytes of dynamic shared memory, raising its limit past 48 KB.
-template <typename Kernel>
-void allow_shared_memory(Kernel kernel, size_t smem) {
-  if (smem > 48 * 1024) {
-    DSSM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)));
-  }
-}
-
-// Calls launch(first, count) for the jobs in groups of at most kMaxScanJobs.
-template <typename Job, typename Launch>
-void in_groups(const std::vector<Job>& jobs, Launch&& launch) {
-  for (size_t first = 0; first < jobs.size(); first += kMaxScanJobs) {
-    launch(first, std::min(jobs.size() - first, static_cast<size_t>(kMaxScanJobs)));
-  }
-}
-
 }  // namespace
-
-void selective_scan_forward(const std::vector<ScanForwardJob>& jobs) {
-  if (jobs.empty()) return;
-  const ScanInputs& in0 = jobs[0].in;
-  const unsigned blocks = chunked_blocks(in0);
-  if (blocks == 0) return;
-  bool vec = true;
-  for (const ScanForwardJob& j : jobs) vec = vec && vector_access(j.in, {j.y});
-  dispatch_floating(in0.u.dtype(), "selective_scan", [&]<typename S>() {
-    using C = state_t<S>;
-    const int64_t N = in0.A.size(1), arrays = in0.z.defined() ? 3 : 2;
-    const size_t smem =
-        sizeof(C) * static_cast<size_t>(N * (kThreads + kChannelsPerBlock)) +
-        2 * sizeof(S) * static_cast<size_t>((2 * N + arrays * kChannelsPerBlock) * kChunkLen);
-    auto one = scan_forward_kernel<device_t<S>, C>;
-    auto many = scan_forward_jobs_kernel<device_t<S>, C>;
-    allow_shared_memory(one, smem);
-    allow_shared_memory(many, smem);
-    in_groups(jobs, [&](size_t first, size_t count) {
-      ForwardJobs<device_t<S>, C> group{};
-      for (size_t j = 0; j < count; ++j) {
-        const ScanForwardJob& job = jobs[first + j];
-        group.job[j] = {scan_args<S>(job.in), device_data<S>(job.y), state_data<S>(job.last_state),
-                        state_data<S>(job.chunk_entry)};
-      }
-      if (count == 1) {
-        const ForwardJob<device_t<S>, C>& j = group.job[0];
-        one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.y, j.last_state, j.entry, vec);
-      } else {
-        const dim3 grid(blocks, static_cast<unsigned>(count));
-        many<<<grid, kThreads, smem, current_stream()>>>(group, vec);
-      }
-      DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
-    });
-  });
-}
-
-Tensor selective_scan_chunk_entry(const ScanInputs& in) {
-  const int64_t rows = in.u.size(0) * in.u.size(1), N = in.A.size(1);
-  const int64_t chunks = (in.u.size(2) + kChunkLen - 1) / kChunkLen;
-  return Tensor::empty({chunks, N, rows}, scan_state_dtype(in.u.dtype()), in.u.device());
-}
 
 void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
   if (jobs.empty()) return;
   const ScanInputs& in0 = jobs[0].in;
-  const unsigned blocks = chunked_blocks(in0);
+  const unsigned blocks = row_blocks(in0, kChannelsPerBlock);
   if (blocks == 0) return;
   const int64_t N = in0.A.size(1);
   bool vec = true;
-  std::vector<Tensor> entries;  // the forward's, or scratch
+  std::vector<Tensor> entries;  // the forward's, or computed here by the forward kernel
+  std::vector<ScanForwardJob> missing;
   for (const ScanBackwardJob& j : jobs) {
     vec = vec && vector_access(j.in, {j.grad_y, j.grads.du, j.grads.ddelta, j.grads.dz});
     entries.push_back(j.chunk_entry.defined() ? j.chunk_entry : selective_scan_chunk_entry(j.in));
+    if (!j.chunk_entry.defined()) missing.push_back({j.in, Tensor(), Tensor(), entries.back()});
   }
+  selective_scan_forward(missing);
   dispatch_floating(in0.u.dtype(), "selective_scan backward", [&]<typename S>() {
     using C = state_t<S>;
     const int64_t arrays = in0.z.defined() ? 4 : 3;
@@ -881,12 +503,11 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
                                               state_data<S>(g.ddelta_bias),
                                               state_data<S>(entries[first + j])};
         group.job[j] = {scan_args<S>(job.in), device_data<S>(job.grad_y),
-                        state_data<S>(job.grad_last_state), out, job.chunk_entry.defined()};
+                        state_data<S>(job.grad_last_state), out};
       }
       if (count == 1) {
         const BackwardJob<device_t<S>, C>& j = group.job[0];
-        one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.grad_y, j.grad_last, j.o,
-                                                          j.have_entry, vec);
+        one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.grad_y, j.grad_last, j.o, vec);
       } else {
         const dim3 grid(blocks, static_cast<unsigned>(count));
         many<<<grid, kThreads, smem, current_stream()>>>(group, vec);

@@ -62,7 +62,8 @@ struct ScanGradients {
 // One scan of a pass of several (the kernels run the scans of a pass side by side; DenseMamba's
 // cross-layer read-outs are such a pass): checked, contiguous operands and their outputs.
 // last_state may be undefined; chunk_entry: where the CUDA forward keeps the state entering each
-// of its chunks for the backward (cuda::selective_scan_chunk_entry), or undefined.
+// of its chunks for the backward (cuda::selective_scan_chunk_entry), or undefined; y undefined
+// (CUDA only) when only chunk_entry is wanted.
 struct ScanForwardJob {
   ScanInputs in;
   Tensor y, last_state, chunk_entry;

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "autograd/grad_mode.hpp"
+#include "cuda/kernels_ssm.hpp"
 #include "ops/causal_conv1d.hpp"
 #include "ops/cross_layer_readout.hpp"
 #include "ops/elementwise.hpp"
@@ -146,6 +147,40 @@ TEST_CASE("CUDA selective_scan gives the same result when run twice", "[cuda][ss
   for (size_t i = 0; i < first.grads.size(); ++i) {
     INFO("gradient " << i);
     CHECK(relative_error(first.grads[i], second.grads[i]) < 1e-6);
+  }
+}
+
+TEST_CASE("CUDA selective_scan backward without the forward's chunk states computes them",
+          "[cuda][ssm]") {
+  // The op's forward keeps the state entering each chunk for its backward; a backward given none
+  // runs the forward kernel for them first. Both must give the same gradients.
+  Generator g(109);
+  for (int64_t length : {500, 77}) {
+    INFO("length " << length);
+    const ScanInputs host = mamba_operands(g, 2, 96, length, 16);
+    auto cuda_f32 = [](const Tensor& t) { return t.to(Device::cuda()); };
+    const ScanInputs in{cuda_f32(host.u), cuda_f32(host.delta),      cuda_f32(host.A),
+                        cuda_f32(host.B), cuda_f32(host.C),          cuda_f32(host.D),
+                        cuda_f32(host.z), cuda_f32(host.delta_bias), true};
+    const Tensor y = Tensor::empty(in.u.shape(), DType::f32, Device::cuda());
+    const Tensor entry = cuda::selective_scan_chunk_entry(in);
+    cuda::selective_scan_forward({{in, y, Tensor(), entry}});
+    const Tensor grad_y = Tensor::randn(in.u.shape(), g).to(Device::cuda());
+    std::vector<std::vector<Tensor>> grads;
+    for (const Tensor& given : {entry, Tensor()}) {
+      auto zeros = [](const Tensor& like) {
+        return Tensor::zeros(like.shape(), DType::f32, Device::cuda());
+      };
+      const ScanGradients out{zeros(in.u), zeros(in.delta), zeros(in.A), zeros(in.B),
+                              zeros(in.C), zeros(in.D),     zeros(in.z), zeros(in.delta_bias)};
+      cuda::selective_scan_backward({{in, grad_y, Tensor(), out, given}});
+      grads.push_back(
+          {out.du, out.ddelta, out.dA, out.dB, out.dC, out.dD, out.dz, out.ddelta_bias});
+    }
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      INFO("gradient " << i);
+      CHECK(relative_error(grads[1][i].to(Device::cpu()), grads[0][i].to(Device::cpu())) < 1e-6);
+    }
   }
 }
 

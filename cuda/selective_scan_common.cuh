@@ -1,0 +1,240 @@
+// What the forward (cuda/selective_scan_forward.cu) and the backward (cuda/selective_scan.cu)
+// kernels of the selective scan share: their arguments, the chunk of time steps they walk the
+// sequence in, the copy of a chunk's operands into shared memory, vector stores, and the launch
+// helpers.
+#pragma once
+
+#include <cuda_pipeline.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/kernels_ssm.hpp"
+#include "ops/elementwise_math.hpp"
+
+namespace dssm::cuda::scan_kernels {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+// Both kernels walk time in chunks of this many steps; the forward stores the state entering each
+// chunk ([chunks, N, rows]) for the backward.
+constexpr int kChunkLen = 32;
+constexpr int kThreads = 128;  // per block, both kernels
+
+template <typename T>  // T: the device element type (__nv_bfloat16, float, double)
+struct ScanArgs {
+  const T *u, *delta, *A, *B, *C, *D, *z, *bias;
+  int64_t batch, channels, length, N;
+  bool softplus;
+};
+
+template <typename S>
+ScanArgs<device_t<S>> scan_args(const ScanInputs& in) {
+  auto ptr = [](const Tensor& t) { return t.defined() ? device_data<S>(t) : nullptr; };
+  return {ptr(in.u),
+          ptr(in.delta),
+          ptr(in.A),
+          ptr(in.B),
+          ptr(in.C),
+          ptr(in.D),
+          ptr(in.z),
+          ptr(in.delta_bias),
+          in.u.size(0),
+          in.u.size(1),
+          in.u.dim() == 3 ? in.u.size(2) : 1,
+          in.A.size(1),
+          in.delta_softplus};
+}
+
+// 2^x: the SFU instruction for f32 (relative error ~2^-22), the accurate one for f64.
+__device__ __forceinline__ float exp2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ double exp2_fast(double x) {
+  return ::exp2(x);
+}
+
+template <typename C>
+constexpr C kLog2e = C(1.4426950408889634);
+
+// The per-(channel, step) functions of both kernels: in f32 from the SFU's ex2, lg2 and rcp
+// (relative error ~1e-6, a tenth of the instructions of the accurate library functions); f64
+// keeps the accurate forms of ops/elementwise_math.hpp.
+__device__ __forceinline__ float log2_fast(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float reciprocal_fast(float x) {
+  float y;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+// softplus(x) = ln 2 log2(1 + e^x); for e^x < 2^-6, where 1 + e^x loses e^x's digits, the series
+// log1p(e) = e - e^2/2 + e^3/3 - e^4/4 (error below e^5/5). x above 20 gives x, as math::softplus.
+__device__ __forceinline__ float softplus_fast(float x) {
+  const float e = exp2_fast(x * kLog2e<float>);
+  const float series = e * fmaf(e, fmaf(e, fmaf(e, -0.25f, 1.0f / 3.0f), -0.5f), 1.0f);
+  const float logged = log2_fast(1.0f + e) * 0.6931471805599453f;
+  return x > 20.0f ? x : (e < 0x1p-6f ? series : logged);
+}
+__device__ __forceinline__ double softplus_fast(double x) {
+  return math::softplus(x);
+}
+// sigmoid(x) = 1 / (1 + e^-x) (1 / inf = 0 far below 0); silu(z) = z sigmoid(z).
+__device__ __forceinline__ float sigmoid_fast(float x) {
+  return reciprocal_fast(1.0f + exp2_fast(-x * kLog2e<float>));
+}
+__device__ __forceinline__ double sigmoid_fast(double x) {
+  return math::sigmoid(x);
+}
+template <typename C>
+__device__ __forceinline__ C silu_fast(C z) {
+  return z * sigmoid_fast(z);
+}
+
+// Stores the K values of base[t ..] inside [0, L), as 16-byte vectors when `vec` (rows 16-byte
+// aligned, t a multiple of the vector width).
+template <int K, typename T, typename C>
+__device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool ok, bool vec,
+                                            const C (&in)[K]) {
+  if (!ok) return;
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  static_assert(K % kPerVec == 0, "items must fill whole 16-byte vectors");
+  if (vec && t + K <= L) {
+#pragma unroll
+    for (int v = 0; v < K / kPerVec; ++v) {
+      T e[kPerVec];
+#pragma unroll
+      for (int j = 0; j < kPerVec; ++j) e[j] = from_compute<T>(in[v * kPerVec + j]);
+      uint4 raw;
+      memcpy(&raw, e, sizeof(raw));
+      reinterpret_cast<uint4*>(base + t)[v] = raw;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (t + k < L) base[t + k] = from_compute<T>(in[k]);
+    }
+  }
+}
+
+// ---- staging a chunk in shared memory -----------------------------------------------------------
+
+// The block's operands of one chunk, copied to shared memory (as stored, T) with cp.async while
+// the previous chunk is computed: rows of kChunkLen steps, first B[b, n] (N rows), then C[b, n]
+// (N rows), then up to four per-channel arrays (u, delta, grad_y, z), kRows rows each (the
+// block's channels c0 ..); backward's pass also stages the entry states of the chunk.
+template <typename T>
+struct ChannelArrays {
+  const T *p0, *p1, *p2, *p3;
+  int count;
+  __device__ const T* at(int i) const { return i == 0 ? p0 : i == 1 ? p1 : i == 2 ? p2 : p3; }
+};
+
+template <int kRows>
+__host__ __device__ constexpr int64_t stage_rows(int64_t N, int arrays) {
+  return 2 * N + arrays * kRows;
+}
+
+// Issues the copies of chunk [t0, t0 + kChunkLen) of batch b into `dst` (steps past L and
+// channels past the count are zero-filled with plain stores) and commits them as one cp.async
+// group. With entry_src: also entry_src[n * rows + row0 + j] (the states entering the chunk of
+// the block's rows) into entry_dst[n][j].
+template <int kRows, typename T, typename C>
+__device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>& arrays, int64_t b,
+                            int64_t c0, int64_t t0, bool vec, const C* entry_src, C* entry_dst) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  constexpr int kVecs = kChunkLen / kPerVec;
+  const int N = static_cast<int>(a.N), rows = static_cast<int>(stage_rows<kRows>(N, arrays.count));
+  const int64_t L = a.length;
+  for (int i = threadIdx.x; i < rows * kVecs; i += blockDim.x) {
+    const int row = i / kVecs;
+    const int64_t t = t0 + (i % kVecs) * kPerVec;
+    const T* src;
+    bool ok = true;
+    if (row < 2 * N) {
+      src = (row < N ? a.B + (b * N + row) * L : a.C + (b * N + row - N) * L);
+    } else {
+      const int j = row - 2 * N;
+      const int64_t c = c0 + j % kRows;
+      ok = c < a.channels;
+      src = arrays.at(j / kRows) + (b * a.channels + c) * L;
+    }
+    T* d = dst + row * kChunkLen + (i % kVecs) * kPerVec;
+    if (ok && vec && t + kPerVec <= L) {
+      __pipeline_memcpy_async(d, src + t, 16);
+    } else {
+#pragma unroll
+      for (int k = 0; k < kPerVec; ++k) d[k] = ok && t + k < L ? src[t + k] : from_compute<T>(0.0f);
+    }
+  }
+  if (entry_src) {
+    const int64_t rows_total = a.batch * a.channels, row0 = b * a.channels + c0;
+    for (int64_t i = threadIdx.x; i < N * kRows; i += blockDim.x) {
+      const int64_t n = i / kRows, j = i % kRows;
+      if (c0 + j < a.channels) {
+        __pipeline_memcpy_async(entry_dst + i, entry_src + n * rows_total + row0 + j, sizeof(C));
+      } else {
+        entry_dst[i] = C(0);
+      }
+    }
+  }
+  __pipeline_commit();
+}
+
+// ---- launches -----------------------------------------------------------------------------------
+
+template <typename S>
+using state_t = compute_t<S>;  // f32 for bf16 and f32, f64 for f64
+
+template <typename S>
+state_t<S>* state_data(const Tensor& t) {
+  return t.defined() ? t.data<state_t<S>>() : nullptr;
+}
+
+// Blocks of kRows channels of one batch each.
+inline unsigned row_blocks(const ScanInputs& in, int64_t rows_per_block) {
+  const int64_t groups = (in.u.size(1) + rows_per_block - 1) / rows_per_block;
+  const int64_t blocks = in.u.size(0) * groups;
+  check(blocks < (int64_t{1} << 31), "selective_scan", "too many (batch, channel) rows: {}",
+        in.u.size(0) * in.u.size(1));
+  return static_cast<unsigned>(blocks);
+}
+
+// 16-byte vector access is possible when every row starts 16-byte aligned.
+inline bool vector_access(const ScanInputs& in, std::initializer_list<Tensor> outputs) {
+  const int64_t per_vec = 16 / dtype_size(in.u.dtype());
+  if (in.u.size(2) % per_vec != 0) return false;
+  for (const Tensor& t : {in.u, in.delta, in.B, in.C, in.z}) {
+    if (t.defined() && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) return false;
+  }
+  for (const Tensor& t : outputs) {
+    if (t.defined() && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) return false;
+  }
+  return true;
+}
+
+// Lets `kernel` take `smem` bytes of dynamic shared memory, raising its limit past 48 KB.
+template <typename Kernel>
+void allow_shared_memory(Kernel kernel, size_t smem) {
+  if (smem > 48 * 1024) {
+    DSSM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem)));
+  }
+}
+
+// Calls launch(first, count) for the jobs in groups of at most kMaxScanJobs.
+template <typename Job, typename Launch>
+void in_groups(const std::vector<Job>& jobs, Launch&& launch) {
+  for (size_t first = 0; first < jobs.size(); first += kMaxScanJobs) {
+    launch(first, std::min(jobs.size() - first, static_cast<size_t>(kMaxScanJobs)));
+  }
+}
+
+}  // namespace dssm::cuda::scan_kernels

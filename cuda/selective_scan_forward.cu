@@ -1,0 +1,280 @@
+// CUDA forward of the selective scan (ops/selective_scan.cpp has the math and the CPU kernel):
+//   h_t = a_t h_{t-1} + b_t,  a_t = exp(dt_t A[c, n]),  b_t = dt_t B_t[n] u_t,
+//   y_t = sum_n C_t[n] h_t[n] + D u_t,   out_t = y_t silu(z_t).
+//
+// A thread walks the whole sequence of one (batch, channel) row serially, holding 4 of the row's
+// 16 states in registers; the 4 threads of a row (adjacent lanes) add their partial read-outs
+// C_t . h_t with shuffles. No scan across threads is needed: per step and state the work is one
+// ex2 (on the SFU, a quarter of the f32 rate) and four f32 instructions, and the recurrence runs
+// in time order, as on the CPU. A block of 128 threads holds 32 rows (channels) of one batch and
+// walks time in chunks of kChunkLen steps. The chunk's operands (u, delta, z of the block's rows,
+// B and C) are copied to shared memory with cp.async while the previous chunk is computed; at the
+// start of a chunk the block converts them once into f32 arrays: dt = softplus(delta + bias),
+// dt u, D u, silu(z) per (row, step), and B, C transposed to [step][n], so that a thread reads its
+// 4 values of B_t or C_t with one 16-byte load that every row of the warp shares. The state
+// entering each chunk is stored for the backward when asked for.
+//
+// Four threads of 4 states per row rather than two of 8: twice the warps to hide the latencies of
+// the SFU and shared memory with. Measured on the H200 at batch 8 (docs/benchmarks.md): 0.36 ms
+// against 0.43 ms with two threads of 8 states (whose shuffles to add the read-outs are fewer).
+#include "cuda/selective_scan_common.cuh"
+
+namespace dssm::cuda {
+namespace {
+
+using namespace scan_kernels;
+
+constexpr int kMaxStates = static_cast<int>(kMaxScanState);  // 16
+// Row stride of the per-(row, step) f32 arrays: rows 4 banks apart, so that the 16-byte loads of
+// a quarter warp (2 rows) hit different banks.
+constexpr int kPad = kChunkLen + 4;
+
+constexpr int kGroups = 4;                      // threads per row
+constexpr int kStates = kMaxStates / kGroups;   // per thread
+constexpr int kRows = kThreads / kGroups;       // per block
+constexpr int kOwnSteps = kChunkLen / kGroups;  // outputs of a chunk each thread finishes
+
+// Shared memory of a block, in C: dt, dt u, D u, silu(z) [kRows][kPad]; B, C [kChunkLen][16];
+// D, bias [kRows]; then the staged chunk in T.
+constexpr int64_t shared_values() {
+  return 4 * kRows * kPad + 2 * kChunkLen * kMaxStates + 2 * kRows;
+}
+
+// K values of C from 16-byte aligned shared memory, as 16-byte loads.
+template <int K, typename C>
+__device__ __forceinline__ void load_shared(const C* p, C (&out)[K]) {
+  static_assert(K * sizeof(C) % 16 == 0, "whole 16-byte vectors");
+#pragma unroll
+  for (int v = 0; v < static_cast<int>(K * sizeof(C) / 16); ++v) {
+    const uint4 raw = reinterpret_cast<const uint4*>(p)[v];
+    memcpy(out + v * (16 / sizeof(C)), &raw, sizeof(raw));
+  }
+}
+
+// The per-step arrays of one staged chunk, converted once for the whole block.
+template <typename C>
+struct StepArrays {
+  C *dt, *dtu, *du, *gate;  // [kRows][kPad]
+  C *B, *C_;                // [kChunkLen][kMaxStates], zero past N
+  C *D, *bias;              // [kRows]
+};
+
+template <typename T, typename C>
+__device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_rows, int64_t t0,
+                              const StepArrays<C>& s) {
+  static_assert(kThreads % kChunkLen == 0 && kThreads % kMaxStates == 0, "fixed step per thread");
+  const int N = static_cast<int>(a.N);
+  const T* u = staged + 2 * N * kChunkLen;
+  const T* delta = u + kRows * kChunkLen;
+  const T* z = delta + kRows * kChunkLen;
+  // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ...
+  const int step = threadIdx.x % kChunkLen;
+  const bool live_step = t0 + step < a.length;
+  for (int j = threadIdx.x / kChunkLen; j < kRows; j += kThreads / kChunkLen) {
+    const int i = j * kChunkLen + step, at = j * kPad + step;
+    const C uv = to_compute(u[i]), pre = to_compute(delta[i]) + s.bias[j];
+    const C dt = live_step && j < live_rows ? (a.softplus ? softplus_fast(pre) : pre) : C(0);
+    s.dt[at] = dt;  // 0 past the sequence or the channels: an identity step
+    s.dtu[at] = dt * uv;
+    s.du[at] = s.D[j] * uv;
+    s.gate[at] = a.z ? silu_fast(to_compute(z[i])) : C(1);
+  }
+  // Thread x transposes state x % 16 of steps x / 16, x / 16 + 8, ...
+  const int n = threadIdx.x % kMaxStates;
+  for (int st = threadIdx.x / kMaxStates; st < kChunkLen; st += kThreads / kMaxStates) {
+    s.B[st * kMaxStates + n] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
+    s.C_[st * kMaxStates + n] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
+  }
+}
+
+// Adds the partial read-outs of the 4 lanes of a row: lane g ends with the sums of steps
+// g * kOwnSteps .. + kOwnSteps of the chunk in out[0 .. kOwnSteps) (a reduce-scatter: each round
+// keeps half of the values and adds the partner lane's copy of them).
+template <typename C>
+__device__ __forceinline__ void sum_over_groups(C (&out)[kChunkLen], int g) {
+  int len = kChunkLen;
+#pragma unroll
+  for (int bit = kGroups / 2; bit >= 1; bit /= 2) {
+    len /= 2;
+    const bool upper = g & bit;
+#pragma unroll
+    for (int i = 0; i < kChunkLen / 2; ++i) {
+      if (i < len) {
+        const C send = upper ? out[i] : out[i + len], keep = upper ? out[i + len] : out[i];
+        out[i] = keep + __shfl_xor_sync(kFullMask, send, bit);
+      }
+    }
+  }
+}
+
+// One scan of a launch of several (DenseMamba's cross-layer read-outs): blockIdx.y picks it.
+// y (no output: only the entry states, for a backward), last_state and entry may be null.
+template <typename T, typename C>
+struct ForwardJob {
+  ScanArgs<T> a;
+  T* y;
+  C* last_state;
+  C* entry;
+};
+template <typename T, typename C>
+struct ForwardJobs {
+  ForwardJob<T, C> job[kMaxScanJobs];
+};
+
+template <typename T, typename C>
+__device__ __forceinline__ void scan_forward_body(const ScanArgs<T>& a, T* y, C* last_state,
+                                                  C* entry, bool vec) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int64_t L = a.length, N = a.N, rows = a.batch * a.channels;
+  const int64_t chunks = (L + kChunkLen - 1) / kChunkLen;
+  const int64_t blocks_per_batch = (a.channels + kRows - 1) / kRows;
+  const int64_t b = blockIdx.x / blocks_per_batch, c0 = (blockIdx.x % blocks_per_batch) * kRows;
+  const int j = threadIdx.x / kGroups, g = threadIdx.x % kGroups;  // row in block, state group
+  const int64_t c = c0 + j, row = b * a.channels + c;
+  const bool valid = c < a.channels;
+  const int live_rows = static_cast<int>(std::min<int64_t>(kRows, a.channels - c0));
+
+  C* base = reinterpret_cast<C*>(smem);
+  const StepArrays<C> s{base,
+                        base + kRows * kPad,
+                        base + 2 * kRows * kPad,
+                        base + 3 * kRows * kPad,
+                        base + 4 * kRows * kPad,
+                        base + 4 * kRows * kPad + kChunkLen * kMaxStates,
+                        base + 4 * kRows * kPad + 2 * kChunkLen * kMaxStates,
+                        base + 4 * kRows * kPad + 2 * kChunkLen * kMaxStates + kRows};
+  T* stage = reinterpret_cast<T*>(base + shared_values());
+  const ChannelArrays<T> arrays{a.u, a.delta, a.z, nullptr, a.z ? 3 : 2};
+  for (int i = threadIdx.x; i < kRows; i += kThreads) {
+    const bool ok = c0 + i < a.channels;
+    s.D[i] = ok && a.D ? to_compute(a.D[c0 + i]) : C(0);
+    s.bias[i] = ok && a.bias ? to_compute(a.bias[c0 + i]) : C(0);
+  }
+  C h[kStates], A2[kStates];
+#pragma unroll
+  for (int k = 0; k < kStates; ++k) {
+    const int n = g * kStates + k;
+    A2[k] = valid && n < N ? to_compute(a.A[c * N + n]) * kLog2e<C> : C(0);
+    h[k] = C(0);
+  }
+  if (chunks > 0) stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, 0, vec, nullptr, nullptr);
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t t0 = k * kChunkLen;
+    __pipeline_wait_prior(0);
+    __syncthreads();  // the chunk's copies have landed; the previous chunk's arrays are read
+    convert_chunk(stage, a, live_rows, t0, s);
+    __syncthreads();  // the arrays are written; the staged chunk is read
+    if (k + 1 < chunks)
+      stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, t0 + kChunkLen, vec, nullptr, nullptr);
+    if (entry && valid) {
+#pragma unroll
+      for (int q = 0; q < kStates; ++q) {
+        const int n = g * kStates + q;
+        if (n < N) entry[(k * N + n) * rows + row] = h[q];
+      }
+    }
+    C out[kChunkLen];
+#pragma unroll
+    for (int i0 = 0; i0 < kChunkLen; i0 += 4) {
+      C dt[4], dtu[4];
+      load_shared(s.dt + j * kPad + i0, dt);
+      load_shared(s.dtu + j * kPad + i0, dtu);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        C Bv[kStates], Cv[kStates];
+        load_shared(s.B + (i0 + i) * kMaxStates + g * kStates, Bv);
+        load_shared(s.C_ + (i0 + i) * kMaxStates + g * kStates, Cv);
+        C acc = C(0);
+#pragma unroll
+        for (int q = 0; q < kStates; ++q) {
+          h[q] = fma(exp2_fast(dt[i] * A2[q]), h[q], dtu[i] * Bv[q]);
+          acc = fma(Cv[q], h[q], acc);
+        }
+        out[i0 + i] = acc;
+      }
+    }
+    if (y) {
+      sum_over_groups(out, g);
+      C res[kOwnSteps];
+#pragma unroll
+      for (int i = 0; i < kOwnSteps; ++i) {
+        const int at = j * kPad + g * kOwnSteps + i;
+        res[i] = (out[i] + s.du[at]) * s.gate[at];
+      }
+      store_items(y + row * L, t0 + g * kOwnSteps, L, valid, vec, res);
+    }
+  }
+  if (last_state && valid) {
+#pragma unroll
+    for (int q = 0; q < kStates; ++q) {
+      const int n = g * kStates + q;
+      if (n < N) last_state[row * N + n] = h[q];
+    }
+  }
+}
+
+// Up to 128 registers: 4 blocks of 128 threads per SM.
+template <typename T, typename C>
+__global__ __launch_bounds__(kThreads, 4) void scan_forward_kernel(ScanArgs<T> a, T* y,
+                                                                   C* last_state, C* entry,
+                                                                   bool vec) {
+  scan_forward_body(a, y, last_state, entry, vec);
+}
+template <typename T, typename C>
+__global__ __launch_bounds__(kThreads, 4) void scan_forward_jobs_kernel(
+    const __grid_constant__ ForwardJobs<T, C> jobs, bool vec) {
+  const ForwardJob<T, C>& job = jobs.job[blockIdx.y];
+  scan_forward_body(job.a, job.y, job.last_state, job.entry, vec);
+}
+
+template <typename S>
+void launch_forward(const std::vector<ScanForwardJob>& jobs, bool vec) {
+  using T = device_t<S>;
+  using C = state_t<S>;
+  const ScanInputs& in0 = jobs[0].in;
+  const unsigned blocks = row_blocks(in0, kRows);
+  const int64_t arrays = in0.z.defined() ? 3 : 2;
+  const size_t smem =
+      sizeof(C) * static_cast<size_t>(shared_values()) +
+      sizeof(S) * static_cast<size_t>(stage_rows<kRows>(in0.A.size(1), arrays) * kChunkLen);
+  auto one = scan_forward_kernel<T, C>;
+  auto many = scan_forward_jobs_kernel<T, C>;
+  allow_shared_memory(one, smem);
+  allow_shared_memory(many, smem);
+  in_groups(jobs, [&](size_t first, size_t count) {
+    ForwardJobs<T, C> group{};
+    for (size_t j = 0; j < count; ++j) {
+      const ScanForwardJob& job = jobs[first + j];
+      group.job[j] = {scan_args<S>(job.in), job.y.defined() ? device_data<S>(job.y) : nullptr,
+                      state_data<S>(job.last_state), state_data<S>(job.chunk_entry)};
+    }
+    if (count == 1) {
+      const ForwardJob<T, C>& j = group.job[0];
+      one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.y, j.last_state, j.entry, vec);
+    } else {
+      const dim3 grid(blocks, static_cast<unsigned>(count));
+      many<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+    }
+    DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
+  });
+}
+
+}  // namespace
+
+void selective_scan_forward(const std::vector<ScanForwardJob>& jobs) {
+  if (jobs.empty()) return;
+  const ScanInputs& in0 = jobs[0].in;
+  if (in0.u.size(0) * in0.u.size(1) == 0) return;
+  bool vec = true;
+  for (const ScanForwardJob& j : jobs) vec = vec && vector_access(j.in, {j.y});
+  dispatch_floating(in0.u.dtype(), "selective_scan",
+                    [&]<typename S>() { launch_forward<S>(jobs, vec); });
+}
+
+Tensor selective_scan_chunk_entry(const ScanInputs& in) {
+  const int64_t rows = in.u.size(0) * in.u.size(1), N = in.A.size(1);
+  const int64_t chunks = (in.u.size(2) + kChunkLen - 1) / kChunkLen;
+  return Tensor::empty({chunks, N, rows}, scan_state_dtype(in.u.dtype()), in.u.device());
+}
+
+}  // namespace dssm::cuda
