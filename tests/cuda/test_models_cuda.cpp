@@ -1,6 +1,6 @@
 // The five models on CUDA against the CPU: for each tiny config (configs/*-tiny.json) the
 // parallel forward's logits and the gradients of the loss w.r.t. every parameter (f32, within
-// 1e-4 of each tensor's largest CPU value), the recurrent step over a few tokens, a parallel
+// 3e-4 of each tensor's largest CPU value), the recurrent step over a few tokens, a parallel
 // prefill of a prompt followed by steps; and the
 // paper-sized DenseRetNet-350M and DenseMamba-360M fitting a forward + backward of 1 x 2048
 // tokens on the GPU, with the allocator's peak printed.
@@ -38,6 +38,11 @@ nlohmann::json read_config(const std::string& name) {
   FAIL("cannot find " << relative.string() << " above " << fs::current_path().string());
   return {};
 }
+
+// GPU vs CPU in f32, relative to the largest value: sums run in different orders through the
+// layers and the norms; densretnet-tiny showed 1.0-1.3e-4 at some seeds (547184622: gradients;
+// 2109008283: step logits), a wrong kernel shows 1e-2 and more.
+constexpr double kF32Tolerance = 3e-4;
 
 // max |got - want| / max |want| (want on the CPU); 0 when both are all zeros.
 double relative_to_max(const Tensor& got, const Tensor& want) {
@@ -98,7 +103,7 @@ TEST_CASE("every tiny model's logits and parameter gradients on CUDA equal the C
 
     const Tensor ids_in = ids.narrow(1, 0, 64).contiguous();
     CHECK(relative_to_max(gpu->forward(ids_in.to(Device::cuda())).detach(),
-                          cpu->forward(ids_in).detach()) < 1e-4);
+                          cpu->forward(ids_in).detach()) < kF32Tolerance);
 
     const Tensor loss_cpu = next_token_loss(*cpu, ids);
     const Tensor loss_gpu = next_token_loss(*gpu, ids.to(Device::cuda()));
@@ -112,7 +117,8 @@ TEST_CASE("every tiny model's logits and parameter gradients on CUDA equal the C
       REQUIRE(params_cpu[i].name == params_gpu[i].name);
       REQUIRE(params_cpu[i].tensor.grad().defined());
       REQUIRE(params_gpu[i].tensor.grad().defined());
-      CHECK(relative_to_max(params_gpu[i].tensor.grad(), params_cpu[i].tensor.grad()) < 1e-4);
+      CHECK(relative_to_max(params_gpu[i].tensor.grad(), params_cpu[i].tensor.grad()) <
+            kF32Tolerance);
     }
   }
 }
@@ -133,7 +139,7 @@ TEST_CASE("every tiny model's recurrent step on CUDA equals the CPU's", "[cuda][
       const Tensor id = ids.select(1, t).contiguous();
       const Tensor logits_cpu = cpu->step(id, *state_cpu);
       const Tensor logits_gpu = gpu->step(id.to(Device::cuda()), *state_gpu);
-      CHECK(relative_to_max(logits_gpu, logits_cpu) < 1e-4);
+      CHECK(relative_to_max(logits_gpu, logits_cpu) < kF32Tolerance);
     }
     CHECK(state_gpu->position == tokens);
   }
@@ -153,12 +159,12 @@ TEST_CASE("every tiny model's prefill on CUDA equals the CPU's, and so do the st
     auto state_cpu = cpu->new_state(batch), state_gpu = gpu->new_state(batch);
     const Tensor head = ids.narrow(1, 0, prompt).contiguous();
     CHECK(relative_to_max(gpu->prefill(head.to(Device::cuda()), *state_gpu),
-                          cpu->prefill(head, *state_cpu)) < 1e-4);
+                          cpu->prefill(head, *state_cpu)) < kF32Tolerance);
     for (int64_t t = prompt; t < prompt + steps; ++t) {
       INFO("token " << t);
       const Tensor id = ids.select(1, t).contiguous();
       CHECK(relative_to_max(gpu->step(id.to(Device::cuda()), *state_gpu),
-                            cpu->step(id, *state_cpu)) < 1e-4);
+                            cpu->step(id, *state_cpu)) < kF32Tolerance);
     }
     CHECK(state_gpu->position == prompt + steps);
   }
