@@ -7,7 +7,8 @@
 // the scalar definitions in ops/elementwise_math.hpp (which stay the definition, and what f64 and
 // CUDA use); where an f32 form is rearranged for accuracy its comment says how.
 // tests/test_cpu_vectorised.cpp checks every form against the f64 scalar definition. bf16 data
-// of the transcendental ops is looked up in a table of the f32 kernel's results instead (below).
+// of the transcendental ops gets the f32 kernel's results rounded, from a table of them or, with
+// AVX-512, from forms checked against that table on every bf16 value (below).
 #pragma once
 
 #include <omp.h>
@@ -291,13 +292,12 @@ void bf16_half_exponent_lookup(const bf16* x, bf16* y, int64_t begin, int64_t en
     const __m512i b = _mm512_loadu_si512(x + i);
     // vpermi2w picks one of 64 entries by the index's bits 0-5: four picks, then bits 6 and 7 of
     // the low byte choose among them.
+    const __mmask32 bit6 = _mm512_test_epi16_mask(b, _mm512_set1_epi16(0x40));
     const __m512i pick01 =
-        _mm512_mask_blend_epi16(_mm512_test_epi16_mask(b, _mm512_set1_epi16(0x40)),
-                                _mm512_permutex2var_epi16(part[0], b, part[1]),
+        _mm512_mask_blend_epi16(bit6, _mm512_permutex2var_epi16(part[0], b, part[1]),
                                 _mm512_permutex2var_epi16(part[2], b, part[3]));
     const __m512i pick23 =
-        _mm512_mask_blend_epi16(_mm512_test_epi16_mask(b, _mm512_set1_epi16(0x40)),
-                                _mm512_permutex2var_epi16(part[4], b, part[5]),
+        _mm512_mask_blend_epi16(bit6, _mm512_permutex2var_epi16(part[4], b, part[5]),
                                 _mm512_permutex2var_epi16(part[6], b, part[7]));
     const __m512i offset =
         _mm512_mask_blend_epi16(_mm512_test_epi16_mask(b, _mm512_set1_epi16(0x80)), pick01, pick23);
@@ -524,10 +524,9 @@ bool bf16_lanes_exact() {
 }
 
 // y = op(x) on [begin, end) in blocks of 40 elements: 16 computed on the vector units while the
-// other 24 are looked up in the table by the load units (scalar loads; the vector gathers of Zen
-// 4 are slower), which overlap: on Zen 4, 0.12-0.20 ns per element in L1, against 0.16-0.33 for
-// the lanes alone and 0.29-0.33 for the table alone (blocks of 32 or 64 measured slower). The
-// last n % 40 from the table.
+// other 24 are looked up in the table by the load and integer units, which overlap: on Zen 4,
+// 0.14-0.20 ns per element in L1, against 0.16-0.33 for the lanes alone and 0.29-0.33 for the
+// table alone (blocks of 32 and 64 measured slower). The last n % 40 from the table.
 inline constexpr int64_t kLookedUp = 24, kComputed = 16;
 template <UnaryOp op>
 void bf16_lanes_forward(const bf16* x, bf16* y, int64_t begin, int64_t end) {
