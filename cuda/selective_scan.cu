@@ -42,9 +42,12 @@ constexpr int kChannelsPerWarp = 32 / kTimeLanes;             // 8
 constexpr int kWarps = kThreads / 32;                         // per block
 constexpr int kChannelsPerBlock = kChannelsPerWarp * kWarps;  // 32
 static_assert(kTimeLanes * kItems == kChunkLen, "a warp walks one chunk at a time");
-// Backward holds ~190 registers unbounded; at 128 (4 blocks of 128 threads per SM, no spills for
-// bf16 and f32) it ran 1.25x faster on the H100 than at 2 blocks per SM.
-constexpr int kMinBackwardBlocks = 4;
+// Backward holds ~190 registers unbounded. At 128 (4 blocks of 128 threads per SM; ~76 bytes of
+// spills) it ran 1.25x faster on the H100 than at 2 blocks per SM, and on the H200 1.08x faster
+// than at 168 (3 blocks) at batch 8, where the grid fills 4 blocks per SM. A grid that fits in 3
+// blocks per SM (batch 4 in Mamba-360M's shapes: 256 blocks on 132 SMs) loses nothing by the 168
+// registers and ran 1.15x faster with them. The launch picks one of the two.
+constexpr int kBlocksPerSMWide = 4, kBlocksPerSMNarrow = 3;
 static_assert(kTimeLanes == 4 && kChannelsPerWarp == 8,
               "stage_channel_sums reduces over lane bits 2..4 (8 channels of 4 time lanes)");
 
@@ -414,13 +417,15 @@ __device__ __forceinline__ void scan_backward_body(const ScanArgs<T>& a, const T
 }
 
 // The kernels: one scan, or a table of them (blockIdx.y).
-template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_kernel(
-    ScanArgs<T> a, const T* grad_y, const C* grad_last, BackwardOut<T, C> o, bool vec) {
+template <int kMinBlocks, typename T, typename C>
+__global__ __launch_bounds__(kThreads,
+                             kMinBlocks) void scan_backward_kernel(ScanArgs<T> a, const T* grad_y,
+                                                                   const C* grad_last,
+                                                                   BackwardOut<T, C> o, bool vec) {
   scan_backward_body(a, grad_y, grad_last, o, vec);
 }
-template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kMinBackwardBlocks) void scan_backward_jobs_kernel(
+template <int kMinBlocks, typename T, typename C>
+__global__ __launch_bounds__(kThreads, kMinBlocks) void scan_backward_jobs_kernel(
     const __grid_constant__ BackwardJobs<T, C> jobs, bool vec) {
   const BackwardJob<T, C>& job = jobs.job[blockIdx.y];
   scan_backward_body(job.a, job.grad_y, job.grad_last, job.o, vec);
@@ -484,10 +489,15 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
         sizeof(C) * static_cast<size_t>(N * (kThreads + kChannelsPerBlock + 2 * kWarps * kChunkLen +
                                              2 * kChannelsPerBlock)) +
         2 * sizeof(S) * static_cast<size_t>((2 * N + arrays * kChannelsPerBlock) * kChunkLen);
-    auto one = scan_backward_kernel<device_t<S>, C>;
-    auto many = scan_backward_jobs_kernel<device_t<S>, C>;
-    allow_shared_memory(one, smem);
-    allow_shared_memory(many, smem);
+    auto one_wide = scan_backward_kernel<kBlocksPerSMWide, device_t<S>, C>;
+    auto many_wide = scan_backward_jobs_kernel<kBlocksPerSMWide, device_t<S>, C>;
+    auto one_narrow = scan_backward_kernel<kBlocksPerSMNarrow, device_t<S>, C>;
+    auto many_narrow = scan_backward_jobs_kernel<kBlocksPerSMNarrow, device_t<S>, C>;
+    allow_shared_memory(one_wide, smem);
+    allow_shared_memory(many_wide, smem);
+    allow_shared_memory(one_narrow, smem);
+    allow_shared_memory(many_narrow, smem);
+    const int64_t narrow_grid = int64_t{kBlocksPerSMNarrow} * multiprocessor_count();
     in_groups(jobs, [&](size_t first, size_t count) {
       BackwardJobs<device_t<S>, C> group{};
       for (size_t j = 0; j < count; ++j) {
@@ -505,12 +515,14 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
         group.job[j] = {scan_args<S>(job.in), device_data<S>(job.grad_y),
                         state_data<S>(job.grad_last_state), out};
       }
+      const bool narrow = static_cast<int64_t>(blocks) * static_cast<int64_t>(count) <= narrow_grid;
       if (count == 1) {
         const BackwardJob<device_t<S>, C>& j = group.job[0];
-        one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.grad_y, j.grad_last, j.o, vec);
+        (narrow ? one_narrow : one_wide)<<<blocks, kThreads, smem, current_stream()>>>(
+            j.a, j.grad_y, j.grad_last, j.o, vec);
       } else {
         const dim3 grid(blocks, static_cast<unsigned>(count));
-        many<<<grid, kThreads, smem, current_stream()>>>(group, vec);
+        (narrow ? many_narrow : many_wide)<<<grid, kThreads, smem, current_stream()>>>(group, vec);
       }
       DSSM_CUDA_CHECK_LAUNCH("scan_backward_kernel");
     });

@@ -134,6 +134,14 @@ TEST_CASE("CUDA selective_scan with partial channel blocks and partial chunks", 
   }
 }
 
+TEST_CASE("CUDA selective_scan backward on a grid wider than 3 blocks per SM", "[cuda][ssm]") {
+  // The backward kernel is built for 3 and for 4 blocks per SM and launched as the grid needs:
+  // 12 x 2048 channels make 768 blocks of 32 channels, more than 3 per SM on any GPU below 256
+  // SMs, so this takes the 4-block build (the other tests take the 3-block one).
+  Generator g(110);
+  compare_scan(mamba_operands(g, 12, 2048, 40, 16), DType::f32, 1e-4, g);
+}
+
 TEST_CASE("CUDA selective_scan gives the same result when run twice", "[cuda][ssm]") {
   // A race (a missing barrier, a read of unwritten memory) shows as a result that moves between
   // runs; dB, dC, dA, dD, ddelta_bias are atomic sums, equal up to the order of the additions.
