@@ -1,7 +1,8 @@
-// The CUDA kernels of the state-space ops: selective scan (cuda/selective_scan.cu) and the
-// depthwise causal convolution (cuda/causal_conv1d.cu). The op files check shapes, dtypes and
-// devices and make every operand contiguous before calling these; outputs are allocated by the
-// caller. A build without CUDA gets the throwing versions in cuda/absent_ssm.cpp.
+// The CUDA kernels of the state-space ops: selective scan (cuda/selective_scan_forward.cu,
+// _backward.cu, _step.cu) and the depthwise causal convolution (cuda/causal_conv1d.cu). The op
+// files check shapes, dtypes and devices and make every operand contiguous before calling these;
+// outputs are allocated by the caller. A build without CUDA gets the throwing versions in
+// cuda/absent_ssm.cpp.
 #pragma once
 
 #include <vector>

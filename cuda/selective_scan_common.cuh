@@ -1,7 +1,6 @@
-// What the forward (cuda/selective_scan_forward.cu) and the backward (cuda/selective_scan.cu)
-// kernels of the selective scan share: their arguments, the chunk of time steps they walk the
-// sequence in, the copy of a chunk's operands into shared memory, vector stores, and the launch
-// helpers.
+// What the kernels of the selective scan (cuda/selective_scan_forward.cu, _backward.cu, _step.cu)
+// share: their arguments, the per-step functions, the chunks of time steps they walk the sequence
+// in and their copy into shared memory, the layout of rows of states, and the launch helpers.
 #pragma once
 
 #include <cuda_pipeline.h>
@@ -120,6 +119,61 @@ __device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool 
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       if (t + k < L) base[t + k] = from_compute<T>(in[k]);
+    }
+  }
+}
+
+// ---- rows of states
+// ------------------------------------------------------------------------------
+
+// Both kernels give each (batch, channel) row 4 adjacent lanes of 4 states each, and a block of
+// 128 threads 32 rows of one batch.
+constexpr int kMaxStates = static_cast<int>(kMaxScanState);  // 16
+constexpr int kGroups = 4;                                   // threads per row
+constexpr int kStates = kMaxStates / kGroups;                // per thread
+constexpr int kRows = kThreads / kGroups;                    // per block
+// Row stride of per-(row, step) arrays in shared memory: rows 4 banks apart, so that the 16-byte
+// loads of a quarter warp (2 rows) hit different banks.
+constexpr int kPad = kChunkLen + 4;
+
+// K values of C from / to 16-byte aligned shared memory, as 16-byte accesses.
+template <int K, typename C>
+__device__ __forceinline__ void load_shared(const C* p, C (&out)[K]) {
+  static_assert(K * sizeof(C) % 16 == 0, "whole 16-byte vectors");
+#pragma unroll
+  for (int v = 0; v < static_cast<int>(K * sizeof(C) / 16); ++v) {
+    const uint4 raw = reinterpret_cast<const uint4*>(p)[v];
+    memcpy(out + v * (16 / sizeof(C)), &raw, sizeof(raw));
+  }
+}
+template <int K, typename C>
+__device__ __forceinline__ void store_shared(C* p, const C (&in)[K]) {
+  static_assert(K * sizeof(C) % 16 == 0, "whole 16-byte vectors");
+#pragma unroll
+  for (int v = 0; v < static_cast<int>(K * sizeof(C) / 16); ++v) {
+    uint4 raw;
+    memcpy(&raw, in + v * (16 / sizeof(C)), sizeof(raw));
+    reinterpret_cast<uint4*>(p)[v] = raw;
+  }
+}
+
+// Sums v over the 4 lanes of a row (lane g = threadIdx.x % 4): lane g ends with the sums of
+// values g * K/4 .. + K/4 in v[0 .. K/4). A reduce-scatter: each round keeps half of the values
+// and adds the partner lane's copy of them.
+template <int K, typename C>
+__device__ __forceinline__ void sum_over_groups(C (&v)[K], int g) {
+  static_assert(K % kGroups == 0, "K/4 values per lane");
+  int len = K;
+#pragma unroll
+  for (int bit = kGroups / 2; bit >= 1; bit /= 2) {
+    len /= 2;
+    const bool upper = g & bit;
+#pragma unroll
+    for (int i = 0; i < K / 2; ++i) {
+      if (i < len) {
+        const C send = upper ? v[i] : v[i + len], keep = upper ? v[i + len] : v[i];
+        v[i] = keep + __shfl_xor_sync(kFullMask, send, bit);
+      }
     }
   }
 }

@@ -24,31 +24,12 @@ namespace {
 
 using namespace scan_kernels;
 
-constexpr int kMaxStates = static_cast<int>(kMaxScanState);  // 16
-// Row stride of the per-(row, step) f32 arrays: rows 4 banks apart, so that the 16-byte loads of
-// a quarter warp (2 rows) hit different banks.
-constexpr int kPad = kChunkLen + 4;
-
-constexpr int kGroups = 4;                      // threads per row
-constexpr int kStates = kMaxStates / kGroups;   // per thread
-constexpr int kRows = kThreads / kGroups;       // per block
 constexpr int kOwnSteps = kChunkLen / kGroups;  // outputs of a chunk each thread finishes
 
 // Shared memory of a block, in C: dt, dt u, D u, silu(z) [kRows][kPad]; B, C [kChunkLen][16];
 // D, bias [kRows]; then the staged chunk in T.
 constexpr int64_t shared_values() {
   return 4 * kRows * kPad + 2 * kChunkLen * kMaxStates + 2 * kRows;
-}
-
-// K values of C from 16-byte aligned shared memory, as 16-byte loads.
-template <int K, typename C>
-__device__ __forceinline__ void load_shared(const C* p, C (&out)[K]) {
-  static_assert(K * sizeof(C) % 16 == 0, "whole 16-byte vectors");
-#pragma unroll
-  for (int v = 0; v < static_cast<int>(K * sizeof(C) / 16); ++v) {
-    const uint4 raw = reinterpret_cast<const uint4*>(p)[v];
-    memcpy(out + v * (16 / sizeof(C)), &raw, sizeof(raw));
-  }
 }
 
 // The per-step arrays of one staged chunk, converted once for the whole block.
@@ -84,26 +65,6 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
   for (int st = threadIdx.x / kMaxStates; st < kChunkLen; st += kThreads / kMaxStates) {
     s.B[st * kMaxStates + n] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
     s.C_[st * kMaxStates + n] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
-  }
-}
-
-// Adds the partial read-outs of the 4 lanes of a row: lane g ends with the sums of steps
-// g * kOwnSteps .. + kOwnSteps of the chunk in out[0 .. kOwnSteps) (a reduce-scatter: each round
-// keeps half of the values and adds the partner lane's copy of them).
-template <typename C>
-__device__ __forceinline__ void sum_over_groups(C (&out)[kChunkLen], int g) {
-  int len = kChunkLen;
-#pragma unroll
-  for (int bit = kGroups / 2; bit >= 1; bit /= 2) {
-    len /= 2;
-    const bool upper = g & bit;
-#pragma unroll
-    for (int i = 0; i < kChunkLen / 2; ++i) {
-      if (i < len) {
-        const C send = upper ? out[i] : out[i + len], keep = upper ? out[i + len] : out[i];
-        out[i] = keep + __shfl_xor_sync(kFullMask, send, bit);
-      }
-    }
   }
 }
 
