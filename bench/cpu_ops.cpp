@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.hpp"
-#include "ops/cpu_vectorised.hpp"
+#include "ops/cpu_vectorised_unary.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"

@@ -1,10 +1,10 @@
 // Unary elementwise ops y = f(x) and their backward dx = dy * f'(x).
 // The formulas are in ops/elementwise_math.hpp, shared with the CUDA kernels.
-// The f32 (and bf16) CPU kernels use the vectorised f32 forms of ops/cpu_vectorised.hpp (all ops
-// but pow); f64 and pow run the scalar definition.
+// The f32 (and bf16) CPU kernels use the vectorised f32 forms of ops/cpu_vectorised.hpp through
+// ops/cpu_vectorised_unary.hpp (all ops but pow); f64 and pow run the scalar definition.
 #include "autograd/graph.hpp"
 #include "cuda/kernels.hpp"
-#include "ops/cpu_vectorised.hpp"
+#include "ops/cpu_vectorised_unary.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/registry.hpp"
 

@@ -1,4 +1,4 @@
-// The vectorised f32 CPU kernels (ops/cpu_vectorised.hpp, ops/cpu_vectorised_math.hpp) against
+// The vectorised f32 CPU kernels (ops/cpu_vectorised*.hpp) against
 // the scalar definitions of ops/elementwise_math.hpp evaluated in f64 on the same f32 inputs: the
 // unary ops forward and backward (on random inputs and on a sweep of the whole f32 range), and
 // the f32 kernels of softmax, log_softmax, cross_entropy and the norms against their f64 path.
@@ -14,7 +14,7 @@
 #include <random>
 #include <vector>
 
-#include "ops/cpu_vectorised.hpp"
+#include "ops/cpu_vectorised_unary.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/elementwise_math.hpp"
@@ -271,10 +271,10 @@ TEST_CASE("bf16 unary ops compute in f32 and round once", "[ops]") {
   }
 }
 
-// The bf16 ops with a lookup table (ops/cpu_vectorised.hpp) on every bf16 value: forward equals
-// the f32 kernel's result on the same value rounded to bf16, and is within 2^-8 relative of the
-// f64 definition (half a bf16 ulp plus the f32 error); backward of the ops that save x equals the
-// f32 backward rounded, at random g (a fresh seed each run, printed on failure).
+// The bf16 ops with a lookup table (ops/cpu_vectorised_unary.hpp) on every bf16 value: forward
+// equals the f32 kernel's result on the same value rounded to bf16, and is within 2^-8 relative of
+// the f64 definition (half a bf16 ulp plus the f32 error); backward of the ops that save x equals
+// the f32 backward rounded, at random g (a fresh seed each run, printed on failure).
 TEST_CASE("bf16 table ops equal the f32 ops rounded, on every bf16 value", "[ops]") {
   std::vector<float> all;
   for (uint32_t bits = 0; bits < 65536; ++bits) all.push_back(std::bit_cast<float>(bits << 16));
