@@ -123,8 +123,7 @@ __device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool 
   }
 }
 
-// ---- rows of states
-// ------------------------------------------------------------------------------
+// ---- rows of states ----------------------------------------------------------------------------
 
 // Both kernels give each (batch, channel) row 4 adjacent lanes of 4 states each, and a block of
 // 128 threads 32 rows of one batch.
