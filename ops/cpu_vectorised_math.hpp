@@ -49,12 +49,12 @@ DSSM_VEC_INLINE float pick(bool c, float a, float b) {
 // |r| <= ln2 / 2 (plus rounding). n is returned as an integer; t must satisfy |t| < 2^22 ln2.
 // Rounding adds and subtracts 1.5 * 2^23, which leaves round-to-nearest(t / ln2) in the float and
 // n in the low bits of its pattern.
+inline constexpr float kShifter = 0x1.8p23f;
 struct Reduced {
   float r;
   int32_t n;
 };
 DSSM_VEC_INLINE Reduced reduce_ln2(float t) {
-  constexpr float kShifter = 0x1.8p23f;
   const float shifted = std::fma(t, kLog2e, kShifter);
   const float n = shifted - kShifter;
   const float r = std::fma(-n, kLn2Lo, std::fma(-n, kLn2Hi, t));  // the inner fma is exact
@@ -63,11 +63,15 @@ DSSM_VEC_INLINE Reduced reduce_ln2(float t) {
 }
 
 // expm1(r) = r + r^2 q(r) for |r| <= ln2 / 2, q of degree 4: relative error 1.3e-8 (0.1 ulp).
+// q's coefficients, highest degree first (also used by exp_nonpositive_flushed and the AVX-512
+// forms of ops/cpu_vectorised_unary.hpp).
+inline constexpr float kExpm1Q[5] = {0.001388252266f, 0.008366513953f, 0.04166719965f,
+                                     0.1666654367f, 0.4999999816f};
 DSSM_VEC_INLINE float expm1_reduced(float r) {
-  float q = std::fma(r, 0.001388252266f, 0.008366513953f);
-  q = std::fma(r, q, 0.04166719965f);
-  q = std::fma(r, q, 0.1666654367f);
-  q = std::fma(r, q, 0.4999999816f);
+  float q = std::fma(r, kExpm1Q[0], kExpm1Q[1]);
+  q = std::fma(r, q, kExpm1Q[2]);
+  q = std::fma(r, q, kExpm1Q[3]);
+  q = std::fma(r, q, kExpm1Q[4]);
   return std::fma(r * r, q, r);
 }
 
@@ -179,10 +183,10 @@ DSSM_VEC_INLINE float exp_nonpositive_flushed(float x) {
   const bool tiny = x < -86.5f;
   const Reduced red = reduce_ln2(tiny ? -86.5f : x);
   const float r = red.r;
-  float p = std::fma(r, 0.001388252266f, 0.008366513953f);
-  p = std::fma(r, p, 0.04166719965f);
-  p = std::fma(r, p, 0.1666654367f);
-  p = std::fma(r, p, 0.4999999816f);
+  float p = std::fma(r, kExpm1Q[0], kExpm1Q[1]);
+  p = std::fma(r, p, kExpm1Q[2]);
+  p = std::fma(r, p, kExpm1Q[3]);
+  p = std::fma(r, p, kExpm1Q[4]);
   p = std::fma(r, p, 1.0f);
   p = std::fma(r, p, 1.0f);
   const uint32_t scaled = std::bit_cast<uint32_t>(p) + (static_cast<uint32_t>(red.n) << 23);

@@ -197,7 +197,7 @@ struct ReducedLanes {
   __m512 r, shifted;
 };
 inline ReducedLanes reduce_ln2_lanes(__m512 x) {
-  const __m512 shifter = _mm512_set1_ps(0x1.8p23f);
+  const __m512 shifter = _mm512_set1_ps(kShifter);
   const __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), shifter);
   const __m512 n = _mm512_sub_ps(shifted, shifter);
   return {_mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147180559945309f), x), shifted};
@@ -225,10 +225,10 @@ inline __m512 exp_lanes(__m512 x) {
 inline __m512 expm1_nonpositive_lanes(__m512 x) {
   const ReducedLanes red = reduce_ln2_lanes(x);
   const __m512 r = red.r;
-  __m512 q = _mm512_fmadd_ps(r, _mm512_set1_ps(0.001388252266f), _mm512_set1_ps(0.008366513953f));
-  q = _mm512_fmadd_ps(r, q, _mm512_set1_ps(0.04166719965f));
-  q = _mm512_fmadd_ps(r, q, _mm512_set1_ps(0.1666654367f));
-  q = _mm512_fmadd_ps(r, q, _mm512_set1_ps(0.4999999816f));
+  __m512 q = _mm512_fmadd_ps(r, _mm512_set1_ps(kExpm1Q[0]), _mm512_set1_ps(kExpm1Q[1]));
+  q = _mm512_fmadd_ps(r, q, _mm512_set1_ps(kExpm1Q[2]));
+  q = _mm512_fmadd_ps(r, q, _mm512_set1_ps(kExpm1Q[3]));
+  q = _mm512_fmadd_ps(r, q, _mm512_set1_ps(kExpm1Q[4]));
   const __m512 expm1_r = _mm512_fmadd_ps(_mm512_mul_ps(r, r), q, r);
   const __m512 scale = _mm512_castsi512_ps(
       _mm512_add_epi32(exponent_field(red.shifted), _mm512_set1_epi32(0x3f800000)));
