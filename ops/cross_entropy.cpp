@@ -4,12 +4,15 @@
 //   dlogits[n, v] = (exp(logits[n, v] - lse_n) - [v = t_n]) * g / count   (0 on ignored rows)
 // Forward keeps only lse (one number per row) besides the inputs; backward writes the gradient
 // straight from logits and lse, so no second logits-sized buffer is ever made.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "autograd/graph.hpp"
 #include "cuda/kernels_nn.hpp"
+#include "ops/cpu_exp_sum.hpp"
 #include "ops/cpu_vectorised.hpp"
 #include "ops/cross_entropy.hpp"
 #include "ops/elementwise.hpp"
@@ -22,11 +25,46 @@ namespace {
 
 // The f32 kernels (f32 and bf16 logits), one row at a time with the vectorised exp and log of
 // ops/cpu_vectorised_math.hpp: forward reads each row from memory once for its max, then again
-// from L1 for the sum of exponentials (terms below FLT_MIN flushed to 0: the sum is >= 1).
-// f64 runs the scalar loops.
+// from L1 for the sum of exponentials (terms below FLT_MIN flushed to 0: the sum is >= 1), and
+// row n's loss is lse - x[t] with lse = m + log(sum). f64 runs the scalar loops.
+template <typename T, typename I>
+void cross_entropy_row_loss(float* loss, float* lse, const T* xr, const I* t, int64_t n, float m,
+                            float total, int64_t ignore_index) {
+  lse[n] = m + vec::log(total);
+  loss[n] = t[n] == ignore_index ? 0.0f : lse[n] - vec::load(xr, t[n]);
+}
+
+#ifdef __AVX512F__
+// f32 logits with AVX-512 (ops/cpu_exp_sum.hpp): each thread takes a contiguous part of the rows;
+// the loop that sums a row's exponentials in L1 also takes the max of the next row, read from
+// memory meanwhile, so the memory is busy while the exponentials run.
+template <typename I>
+void cpu_cross_entropy_forward_avx512(float* loss, float* lse, const float* x, const I* t,
+                                      int64_t rows, int64_t vocab, int64_t ignore_index) {
+#pragma omp parallel if (rows * vocab > vec::kParallelMin)
+  {
+    const int64_t part = omp_get_thread_num(), parts = omp_get_num_threads();
+    const int64_t begin = rows * part / parts, end = rows * (part + 1) / parts;
+    float m = begin < end ? vec::max(vocab, [&](int64_t v) { return x[begin * vocab + v]; }) : 0;
+    for (int64_t n = begin; n < end; ++n) {
+      const float* xr = x + n * vocab;
+      const float* next = n + 1 < end ? xr + vocab : xr;  // the last row's own max, unused
+      const vec::ExpSumAndNextMax s = vec::exp_sum_and_next_max(xr, m, next, vocab);
+      cross_entropy_row_loss(loss, lse, xr, t, n, m, s.sum, ignore_index);
+      m = s.next_max;
+    }
+  }
+}
+#endif
+
 template <typename T, typename I>
 void cpu_cross_entropy_forward_f32(float* loss, float* lse, const T* x, const I* t, int64_t rows,
                                    int64_t vocab, int64_t ignore_index) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    return cpu_cross_entropy_forward_avx512(loss, lse, x, t, rows, vocab, ignore_index);
+  }
+#endif
 #pragma omp parallel for schedule(static) if (rows * vocab > vec::kParallelMin)
   for (int64_t n = 0; n < rows; ++n) {
     const T* xr = x + n * vocab;
@@ -34,8 +72,7 @@ void cpu_cross_entropy_forward_f32(float* loss, float* lse, const T* x, const I*
     const float total = vec::sum(
         vocab, [&](int64_t v) { return vec::exp_nonpositive_flushed(vec::load(xr, v) - m); },
         n + 1 < rows ? xr + vocab : nullptr);  // the next row, read while this one is in L1
-    lse[n] = m + vec::log(total);
-    loss[n] = t[n] == ignore_index ? 0.0f : lse[n] - vec::load(xr, t[n]);
+    cross_entropy_row_loss(loss, lse, xr, t, n, m, total, ignore_index);
   }
 }
 
