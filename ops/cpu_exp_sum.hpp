@@ -31,15 +31,15 @@ inline const Exp2Fractions& exp2_fractions() {
   return table;
 }
 
-// e^t on 16 lanes for t <= 0 (or NaN), 0 below -86.5 as in exp_nonpositive_flushed(): t = n ln2/32
-// + r with n = round(32 t / ln2) (the shifter of reduce_ln2()) and |r| <= ln2/64 by a two-part
-// ln2/32; e^t = s e^r with s = 2^(n/32) from the table, and s e^r = s + s q, q = r (c1 + c2 r)
-// fitted to e^r - 1 (relative error 5.3e-8 of e^r), in one FMA. Within 3 x 2^-24 relative: the
-// entry's rounding, the fit and the FMA's rounding.
+// e^t on 16 lanes for t in [-87, 88] (or NaN; results normal): t = n ln2/32 + r with n =
+// round(32 t / ln2) (the shifter of reduce_ln2()) and |r| <= ln2/64 by a two-part ln2/32; e^t =
+// s e^r with s = 2^(n/32) from the table, and s e^r = s + s q, q = r (c1 + c2 r) fitted to e^r - 1
+// (relative error 5.3e-8 of e^r), in one FMA. Within 3 x 2^-24 relative: the entry's rounding, the
+// fit and the FMA's rounding. Lanes not in `kept` are 0.
 struct Exp2Table {
   __m512i low, high;  // entries 0-15 and 16-31
 };
-inline __m512 exp_nonpositive_table_lanes(__m512 t, Exp2Table table) {
+inline __m512 exp_table_lanes(__m512 t, Exp2Table table, __mmask16 kept = 0xffff) {
   const __m512 shifter = _mm512_set1_ps(kShifter);
   const __m512 shifted = _mm512_fmadd_ps(t, _mm512_set1_ps(32 * kLog2e), shifter);
   const __m512 n = _mm512_sub_ps(shifted, shifter);
@@ -51,8 +51,13 @@ inline __m512 exp_nonpositive_table_lanes(__m512 t, Exp2Table table) {
   const __m512i n_bits = _mm512_castps_si512(shifted);
   const __m512 s = _mm512_castsi512_ps(_mm512_add_epi32(
       _mm512_permutex2var_epi32(table.low, n_bits, table.high), _mm512_slli_epi32(n_bits, 18)));
-  const __mmask16 kept = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-86.5f), _CMP_NLT_UQ);  // or NaN
   return _mm512_maskz_fmadd_ps(kept, s, q, s);
+}
+
+// e^t for t <= 0 (or NaN), 0 below -86.5, as exp_nonpositive_flushed().
+inline __m512 exp_nonpositive_table_lanes(__m512 t, Exp2Table table) {
+  const __mmask16 kept = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-86.5f), _CMP_NLT_UQ);  // or NaN
+  return exp_table_lanes(t, table, kept);
 }
 
 // sum_v e^(x[v] - m) for v in [0, n) (x in the caches, m its max), and the max of next[0, n),

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cpu_f32_lanes.hpp"
 #include "ops/cpu_vectorised.hpp"
 
 namespace dssm::vec {
@@ -418,6 +419,11 @@ void unary_forward(const T* x, T* y, int64_t n, float p) {
       for (int64_t i = begin; i < end; ++i) y[i].bits = static_cast<uint16_t>(table[x[i].bits]);
     });
   } else {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if constexpr (std::is_same_v<T, float> && has_f32_forward_lanes<op>) {
+      return f32_lanes_forward<op>(x, y, n);
+    }
+#endif
     map(x, y, n, [p](float v) { return unary_forward<op>(v, p); });
   }
 }
@@ -430,6 +436,11 @@ void unary_backward(const T* g, const T* s, T* dx, int64_t n, float p) {
       for (int64_t i = begin; i < end; ++i) store(dx, i, load(g, i) * table[s[i].bits]);
     });
   } else {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if constexpr (std::is_same_v<T, float> && has_f32_derivative_lanes<op>) {
+      return f32_lanes_backward<op>(g, s, dx, n);
+    }
+#endif
     map(g, s, dx, n, [p](float gv, float sv) { return gv * unary_derivative<op>(sv, p); });
   }
 }
