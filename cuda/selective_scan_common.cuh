@@ -74,16 +74,27 @@ __device__ __forceinline__ float reciprocal_fast(float x) {
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
-// softplus(x) = ln 2 log2(1 + e^x); for e^x < 2^-6, where 1 + e^x loses e^x's digits, the series
-// log1p(e) = e - e^2/2 + e^3/3 - e^4/4 (error below e^5/5). x above 20 gives x, as math::softplus.
-__device__ __forceinline__ float softplus_fast(float x) {
-  const float e = exp2_fast(x * kLog2e<float>);
+// softplus(x) = ln 2 log2(1 + e^x) and its derivative sigmoid(x) = e^x / (1 + e^x), from one ex2.
+// For e^x < 2^-6, where 1 + e^x loses e^x's digits, softplus takes the series log1p(e) = e - e^2/2
+// + e^3/3 - e^4/4 (error below e^5/5). Above x = 20 they are x and 1, as math::softplus.
+__device__ __forceinline__ void softplus_and_sigmoid_fast(float x, float& softplus,
+                                                          float& sigmoid) {
+  const float e = exp2_fast(x * kLog2e<float>), one_plus = 1.0f + e;
   const float series = e * fmaf(e, fmaf(e, fmaf(e, -0.25f, 1.0f / 3.0f), -0.5f), 1.0f);
-  const float logged = log2_fast(1.0f + e) * 0.6931471805599453f;
-  return x > 20.0f ? x : (e < 0x1p-6f ? series : logged);
+  const float logged = log2_fast(one_plus) * 0.6931471805599453f;
+  softplus = x > 20.0f ? x : (e < 0x1p-6f ? series : logged);
+  sigmoid = x > 20.0f ? 1.0f : e * reciprocal_fast(one_plus);
 }
-__device__ __forceinline__ double softplus_fast(double x) {
-  return math::softplus(x);
+__device__ __forceinline__ void softplus_and_sigmoid_fast(double x, double& softplus,
+                                                          double& sigmoid) {
+  softplus = math::softplus(x);
+  sigmoid = math::sigmoid(x);
+}
+template <typename C>
+__device__ __forceinline__ C softplus_fast(C x) {
+  C softplus, sigmoid;
+  softplus_and_sigmoid_fast(x, softplus, sigmoid);
+  return softplus;
 }
 // sigmoid(x) = 1 / (1 + e^-x) (1 / inf = 0 far below 0); silu(z) = z sigmoid(z).
 __device__ __forceinline__ float sigmoid_fast(float x) {
@@ -174,6 +185,62 @@ __device__ __forceinline__ void sum_over_groups(C (&v)[K], int g) {
         v[i] = keep + __shfl_xor_sync(kFullMask, send, bit);
       }
     }
+  }
+}
+
+// The rows of the block: 32 channels c0 .. of batch b; this thread's row j and state group g.
+struct BlockRows {
+  int64_t b, c0;
+  int j, g;
+  int64_t c, row;  // channel, and row b * channels + c
+  bool valid;      // c < channels
+  int live_rows;   // rows of the block inside the channels
+};
+__device__ inline BlockRows block_rows(int64_t channels) {
+  BlockRows r;
+  const int64_t blocks_per_batch = (channels + kRows - 1) / kRows;
+  r.b = blockIdx.x / blocks_per_batch;
+  r.c0 = (blockIdx.x % blocks_per_batch) * kRows;
+  r.j = threadIdx.x / kGroups;
+  r.g = threadIdx.x % kGroups;
+  r.c = r.c0 + r.j;
+  r.row = r.b * channels + r.c;
+  r.valid = r.c < channels;
+  r.live_rows = static_cast<int>(std::min<int64_t>(kRows, channels - r.c0));
+  return r;
+}
+
+// D and the delta bias of the block's rows into shared memory (0 past the channels or when absent).
+template <typename T, typename C>
+__device__ void load_row_constants(const ScanArgs<T>& a, int64_t c0, C* D, C* bias) {
+  for (int i = threadIdx.x; i < kRows; i += kThreads) {
+    const bool ok = c0 + i < a.channels;
+    D[i] = ok && a.D ? to_compute(a.D[c0 + i]) : C(0);
+    bias[i] = ok && a.bias ? to_compute(a.bias[c0 + i]) : C(0);
+  }
+}
+
+// A2[q] = A[c, n] log2(e) for this thread's states n = g * 4 + q (0 past N or the channels), so
+// that exp(dt A) = 2^(dt A2).
+template <typename T, typename C>
+__device__ __forceinline__ void load_A2(const ScanArgs<T>& a, const BlockRows& r,
+                                        C (&A2)[kStates]) {
+#pragma unroll
+  for (int q = 0; q < kStates; ++q) {
+    const int n = r.g * kStates + q;
+    A2[q] = r.valid && n < a.N ? to_compute(a.A[r.c * a.N + n]) * kLog2e<C> : C(0);
+  }
+}
+
+// B and C of a staged chunk ([n][step], T) transposed into f32 [step][16] (0 past N), so that a
+// thread reads its 4 values of B_t or C_t with one 16-byte load shared by every row of a warp.
+template <typename T, typename C>
+__device__ void transpose_B_C(const T* staged, int N, C* B, C* C_) {
+  static_assert(kThreads % kMaxStates == 0, "a fixed state per thread");
+  const int n = threadIdx.x % kMaxStates;
+  for (int st = threadIdx.x / kMaxStates; st < kChunkLen; st += kThreads / kMaxStates) {
+    B[st * kMaxStates + n] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
+    C_[st * kMaxStates + n] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
   }
 }
 
@@ -273,20 +340,45 @@ inline bool vector_access(const ScanInputs& in, std::initializer_list<Tensor> ou
   return true;
 }
 
-// Lets `kernel` take `smem` bytes of dynamic shared memory, raising its limit past 48 KB.
+// Lets `kernel` take `smem` bytes of dynamic shared memory, raising its limit past 48 KB and
+// asking for the largest shared-memory share of the SM's L1 so that as many blocks fit as the
+// registers allow.
 template <typename Kernel>
 void allow_shared_memory(Kernel kernel, size_t smem) {
   if (smem > 48 * 1024) {
     DSSM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem)));
+    DSSM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                         cudaSharedmemCarveoutMaxShared));
   }
 }
 
-// Calls launch(first, count) for the jobs in groups of at most kMaxScanJobs.
-template <typename Job, typename Launch>
-void in_groups(const std::vector<Job>& jobs, Launch&& launch) {
+// Up to kMaxScanJobs scans of one launch (DenseMamba's cross-layer read-outs): blockIdx.y picks
+// one.
+template <typename Job>
+struct JobTable {
+  Job job[kMaxScanJobs];
+};
+
+// Launches the scans `jobs` (all of the same shape): a single one through `one(job, vec)`, more
+// through `many(table, vec)` with a grid row per scan, in groups of kMaxScanJobs. (A single scan
+// read through the table ran 3-7 % slower.)
+template <typename Job, typename One, typename Many>
+void launch_jobs(One one, Many many, const std::vector<Job>& jobs, unsigned blocks, size_t smem,
+                 bool vec, const char* name) {
+  allow_shared_memory(one, smem);
+  allow_shared_memory(many, smem);
   for (size_t first = 0; first < jobs.size(); first += kMaxScanJobs) {
-    launch(first, std::min(jobs.size() - first, static_cast<size_t>(kMaxScanJobs)));
+    const size_t count = std::min(jobs.size() - first, static_cast<size_t>(kMaxScanJobs));
+    if (count == 1) {
+      one<<<blocks, kThreads, smem, current_stream()>>>(jobs[first], vec);
+    } else {
+      JobTable<Job> table{};
+      std::copy_n(jobs.begin() + static_cast<std::ptrdiff_t>(first), count, table.job);
+      const dim3 grid(blocks, static_cast<unsigned>(count));
+      many<<<grid, kThreads, smem, current_stream()>>>(table, vec);
+    }
+    DSSM_CUDA_CHECK_LAUNCH(name);
   }
 }
 

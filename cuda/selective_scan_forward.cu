@@ -43,7 +43,7 @@ struct StepArrays {
 template <typename T, typename C>
 __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_rows, int64_t t0,
                               const StepArrays<C>& s) {
-  static_assert(kThreads % kChunkLen == 0 && kThreads % kMaxStates == 0, "fixed step per thread");
+  static_assert(kThreads % kChunkLen == 0, "a fixed step per thread");
   const int N = static_cast<int>(a.N);
   const T* u = staged + 2 * N * kChunkLen;
   const T* delta = u + kRows * kChunkLen;
@@ -60,16 +60,11 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
     s.du[at] = s.D[j] * uv;
     s.gate[at] = a.z ? silu_fast(to_compute(z[i])) : C(1);
   }
-  // Thread x transposes state x % 16 of steps x / 16, x / 16 + 8, ...
-  const int n = threadIdx.x % kMaxStates;
-  for (int st = threadIdx.x / kMaxStates; st < kChunkLen; st += kThreads / kMaxStates) {
-    s.B[st * kMaxStates + n] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
-    s.C_[st * kMaxStates + n] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
-  }
+  transpose_B_C(staged, N, s.B, s.C_);
 }
 
-// One scan of a launch of several (DenseMamba's cross-layer read-outs): blockIdx.y picks it.
-// y (no output: only the entry states, for a backward), last_state and entry may be null.
+// One scan: y (no output: only the entry states, for a backward), last_state and entry may be
+// null.
 template <typename T, typename C>
 struct ForwardJob {
   ScanArgs<T> a;
@@ -77,23 +72,18 @@ struct ForwardJob {
   C* last_state;
   C* entry;
 };
-template <typename T, typename C>
-struct ForwardJobs {
-  ForwardJob<T, C> job[kMaxScanJobs];
-};
 
 template <typename T, typename C>
-__device__ __forceinline__ void scan_forward_body(const ScanArgs<T>& a, T* y, C* last_state,
-                                                  C* entry, bool vec) {
+__device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
+  const ScanArgs<T>& a = job.a;
+  T* y = job.y;
   const int64_t L = a.length, N = a.N, rows = a.batch * a.channels;
   const int64_t chunks = (L + kChunkLen - 1) / kChunkLen;
-  const int64_t blocks_per_batch = (a.channels + kRows - 1) / kRows;
-  const int64_t b = blockIdx.x / blocks_per_batch, c0 = (blockIdx.x % blocks_per_batch) * kRows;
-  const int j = threadIdx.x / kGroups, g = threadIdx.x % kGroups;  // row in block, state group
-  const int64_t c = c0 + j, row = b * a.channels + c;
-  const bool valid = c < a.channels;
-  const int live_rows = static_cast<int>(std::min<int64_t>(kRows, a.channels - c0));
+  const BlockRows r = block_rows(a.channels);
+  const int j = r.j, g = r.g;
+  const int64_t b = r.b, c0 = r.c0, row = r.row;
+  const bool valid = r.valid;
 
   C* base = reinterpret_cast<C*>(smem);
   const StepArrays<C> s{base,
@@ -106,32 +96,23 @@ __device__ __forceinline__ void scan_forward_body(const ScanArgs<T>& a, T* y, C*
                         base + 4 * kRows * kPad + 2 * kChunkLen * kMaxStates + kRows};
   T* stage = reinterpret_cast<T*>(base + shared_values());
   const ChannelArrays<T> arrays{a.u, a.delta, a.z, nullptr, a.z ? 3 : 2};
-  for (int i = threadIdx.x; i < kRows; i += kThreads) {
-    const bool ok = c0 + i < a.channels;
-    s.D[i] = ok && a.D ? to_compute(a.D[c0 + i]) : C(0);
-    s.bias[i] = ok && a.bias ? to_compute(a.bias[c0 + i]) : C(0);
-  }
-  C h[kStates], A2[kStates];
-#pragma unroll
-  for (int k = 0; k < kStates; ++k) {
-    const int n = g * kStates + k;
-    A2[k] = valid && n < N ? to_compute(a.A[c * N + n]) * kLog2e<C> : C(0);
-    h[k] = C(0);
-  }
+  load_row_constants(a, c0, s.D, s.bias);
+  C h[kStates] = {}, A2[kStates];
+  load_A2(a, r, A2);
   if (chunks > 0) stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, 0, vec, nullptr, nullptr);
   for (int64_t k = 0; k < chunks; ++k) {
     const int64_t t0 = k * kChunkLen;
     __pipeline_wait_prior(0);
     __syncthreads();  // the chunk's copies have landed; the previous chunk's arrays are read
-    convert_chunk(stage, a, live_rows, t0, s);
+    convert_chunk(stage, a, r.live_rows, t0, s);
     __syncthreads();  // the arrays are written; the staged chunk is read
     if (k + 1 < chunks)
       stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, t0 + kChunkLen, vec, nullptr, nullptr);
-    if (entry && valid) {
+    if (job.entry && valid) {
 #pragma unroll
       for (int q = 0; q < kStates; ++q) {
         const int n = g * kStates + q;
-        if (n < N) entry[(k * N + n) * rows + row] = h[q];
+        if (n < N) job.entry[(k * N + n) * rows + row] = h[q];
       }
     }
     C out[kChunkLen];
@@ -165,27 +146,25 @@ __device__ __forceinline__ void scan_forward_body(const ScanArgs<T>& a, T* y, C*
       store_items(y + row * L, t0 + g * kOwnSteps, L, valid, vec, res);
     }
   }
-  if (last_state && valid) {
+  if (job.last_state && valid) {
 #pragma unroll
     for (int q = 0; q < kStates; ++q) {
       const int n = g * kStates + q;
-      if (n < N) last_state[row * N + n] = h[q];
+      if (n < N) job.last_state[row * N + n] = h[q];
     }
   }
 }
 
 // Up to 128 registers: 4 blocks of 128 threads per SM.
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, 4) void scan_forward_kernel(ScanArgs<T> a, T* y,
-                                                                   C* last_state, C* entry,
+__global__ __launch_bounds__(kThreads, 4) void scan_forward_kernel(const ForwardJob<T, C> job,
                                                                    bool vec) {
-  scan_forward_body(a, y, last_state, entry, vec);
+  scan_forward_body(job, vec);
 }
 template <typename T, typename C>
 __global__ __launch_bounds__(kThreads, 4) void scan_forward_jobs_kernel(
-    const __grid_constant__ ForwardJobs<T, C> jobs, bool vec) {
-  const ForwardJob<T, C>& job = jobs.job[blockIdx.y];
-  scan_forward_body(job.a, job.y, job.last_state, job.entry, vec);
+    const __grid_constant__ JobTable<ForwardJob<T, C>> table, bool vec) {
+  scan_forward_body(table.job[blockIdx.y], vec);
 }
 
 template <typename S>
@@ -193,31 +172,17 @@ void launch_forward(const std::vector<ScanForwardJob>& jobs, bool vec) {
   using T = device_t<S>;
   using C = state_t<S>;
   const ScanInputs& in0 = jobs[0].in;
-  const unsigned blocks = row_blocks(in0, kRows);
   const int64_t arrays = in0.z.defined() ? 3 : 2;
   const size_t smem =
       sizeof(C) * static_cast<size_t>(shared_values()) +
       sizeof(S) * static_cast<size_t>(stage_rows<kRows>(in0.A.size(1), arrays) * kChunkLen);
-  auto one = scan_forward_kernel<T, C>;
-  auto many = scan_forward_jobs_kernel<T, C>;
-  allow_shared_memory(one, smem);
-  allow_shared_memory(many, smem);
-  in_groups(jobs, [&](size_t first, size_t count) {
-    ForwardJobs<T, C> group{};
-    for (size_t j = 0; j < count; ++j) {
-      const ScanForwardJob& job = jobs[first + j];
-      group.job[j] = {scan_args<S>(job.in), job.y.defined() ? device_data<S>(job.y) : nullptr,
-                      state_data<S>(job.last_state), state_data<S>(job.chunk_entry)};
-    }
-    if (count == 1) {
-      const ForwardJob<T, C>& j = group.job[0];
-      one<<<blocks, kThreads, smem, current_stream()>>>(j.a, j.y, j.last_state, j.entry, vec);
-    } else {
-      const dim3 grid(blocks, static_cast<unsigned>(count));
-      many<<<grid, kThreads, smem, current_stream()>>>(group, vec);
-    }
-    DSSM_CUDA_CHECK_LAUNCH("scan_forward_kernel");
-  });
+  std::vector<ForwardJob<T, C>> device_jobs;
+  for (const ScanForwardJob& job : jobs) {
+    device_jobs.push_back({scan_args<S>(job.in), job.y.defined() ? device_data<S>(job.y) : nullptr,
+                           state_data<S>(job.last_state), state_data<S>(job.chunk_entry)});
+  }
+  launch_jobs(scan_forward_kernel<T, C>, scan_forward_jobs_kernel<T, C>, device_jobs,
+              row_blocks(in0, kRows), smem, vec, "scan_forward_kernel");
 }
 
 }  // namespace
