@@ -126,13 +126,23 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
   transpose_B_C(staged, N, s.B, s.C_);
 }
 
+// dt and dt u of the kSub steps of sub-chunk sc of row j (two 16-byte loads).
+template <typename C>
+__device__ __forceinline__ void load_sub_chunk(const BackwardArrays<C>& s, int j, int sc,
+                                               C (&dt)[kSub], C (&dtu)[kSub]) {
+  C u[kSub];
+  load_shared(s.dt + j * kPad + sc * kSub, dt);
+  load_shared(s.u + j * kPad + sc * kSub, u);
+#pragma unroll
+  for (int i = 0; i < kSub; ++i) dtu[i] = dt[i] * u[i];
+}
+
 // h_t = a_t h_{t-1} + dt_t u_t B_t for this lane's 4 states at step `step` of the chunk; returns
 // a_t in `a`.
 template <typename C>
-__device__ __forceinline__ void step_states(const BackwardArrays<C>& s, int j, int g, int step,
-                                            const C (&A2)[kStates], C (&h)[kStates],
+__device__ __forceinline__ void step_states(const BackwardArrays<C>& s, int g, int step, C dt,
+                                            C dtu, const C (&A2)[kStates], C (&h)[kStates],
                                             C (&a)[kStates]) {
-  const C dt = s.dt[j * kPad + step], dtu = dt * s.u[j * kPad + step];
   C Bv[kStates];
   load_shared(s.B + step * kMaxStates + g * kStates, Bv);
 #pragma unroll
@@ -193,19 +203,23 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
     for (int sc = 0; sc < kSubs; ++sc) {
 #pragma unroll
       for (int q = 0; q < kStates; ++q) h_sub[sc][q] = h[q];
+      C dt[kSub], dtu[kSub];
+      load_sub_chunk(s, j, sc, dt, dtu);
 #pragma unroll
-      for (int i = 0; i < kSub; ++i) step_states(s, j, g, sc * kSub + i, A2, h, a_t);
+      for (int i = 0; i < kSub; ++i) step_states(s, g, sc * kSub + i, dt[i], dtu[i], A2, h, a_t);
     }
 
 #pragma unroll
     for (int sc = kSubs - 1; sc >= 0; --sc) {
       // This sub-chunk's a_t and h_t, from the state entering it.
-      C av[kSub][kStates], hv[kSub][kStates];
+      C av[kSub][kStates], hv[kSub][kStates], dt[kSub], dtu[kSub], gy[kSub];
+      load_sub_chunk(s, j, sc, dt, dtu);
+      load_shared(s.gy + j * kPad + sc * kSub, gy);
 #pragma unroll
       for (int q = 0; q < kStates; ++q) h[q] = h_sub[sc][q];
 #pragma unroll
       for (int i = 0; i < kSub; ++i) {
-        step_states(s, j, g, sc * kSub + i, A2, h, av[i]);
+        step_states(s, g, sc * kSub + i, dt[i], dtu[i], A2, h, av[i]);
 #pragma unroll
         for (int q = 0; q < kStates; ++q) hv[i][q] = h[q];
       }
@@ -214,24 +228,23 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
       C* sums = s.sums + area * 2 * kSub * kSumStride;
 #pragma unroll
       for (int i = kSub - 1; i >= 0; --i) {
-        const int step = sc * kSub + i, at = j * kPad + step;
-        const C dt = s.dt[at], dtu = dt * s.u[at], gy = s.gy[at];
+        const int step = sc * kSub + i;
         C Bv[kStates], Cv[kStates], dBv[kStates], dCv[kStates];
         load_shared(s.B + step * kMaxStates + g * kStates, Bv);
         load_shared(s.C_ + step * kMaxStates + g * kStates, Cv);
         C pd = C(0), pg = C(0), py = C(0);
 #pragma unroll
         for (int q = 0; q < kStates; ++q) {
-          const C G = fma(Cv[q], gy, Q[q]);
+          const C G = fma(Cv[q], gy[i], Q[q]);
           const C aG = av[i][q] * G;
           const C P = aG * (i > 0 ? hv[i - 1][q] : h_sub[sc][q]);
           Q[q] = aG;
-          dA[q] = fma(dt, P, dA[q]);
+          dA[q] = fma(dt[i], P, dA[q]);
           pd = fma(A2[q], P, pd);
           pg = fma(G, Bv[q], pg);
           py = fma(Cv[q], hv[i][q], py);
-          dBv[q] = G * dtu;
-          dCv[q] = gy * hv[i][q];
+          dBv[q] = G * dtu[i];
+          dCv[q] = gy[i] * hv[i][q];
         }
         parts[i * 3] = pd, parts[i * 3 + 1] = pg, parts[i * 3 + 2] = py;
         store_shared(sums + i * kSumStride + j * kMaxStates + g * kStates, dBv);
