@@ -1,11 +1,12 @@
-// f32 softplus forward and gelu backward on 16 lanes with AVX-512 intrinsics (ops/unary.cpp's CPU
-// kernels, through unary_forward / unary_backward of ops/cpu_vectorised_unary.hpp): the forms that
-// GCC vectorises from ops/cpu_vectorised.hpp spend their time in exp's two-half scaling, a
-// division and (softplus) a second polynomial; here e^-|z| comes from the table exp of
-// ops/cpu_exp_sum.hpp, 1 / (1 + e) from vrcp14ps and a Newton step, and log(1 + e) from a
-// 32-entry table of logarithms. Lanes outside the range these cover (|z| > 86, where e^-|z|
-// would leave the normal range; NaN) are recomputed by the scalar-vectorised form, as is the
-// n % 16 tail. tests/test_cpu_vectorised.cpp holds them to the same tolerance as the other forms.
+// f32 softplus and gelu forward and gelu backward on 16 lanes with AVX-512 intrinsics
+// (ops/unary.cpp's CPU kernels, through unary_forward / unary_backward of
+// ops/cpu_vectorised_unary.hpp): the forms that GCC vectorises from ops/cpu_vectorised.hpp spend
+// their time in exp's two-half scaling, a division and (softplus) a second polynomial; here e^-|z|
+// comes from the table exp of ops/cpu_exp_sum.hpp, 1 / (1 + e) from vrcp14ps and a Newton step, and
+// log(1 + e) from a 32-entry table of logarithms. Lanes outside the range these cover (|z| > 86,
+// where e^-|z| would leave the normal range; NaN) are recomputed by the scalar-vectorised form, as
+// is the n % 16 tail. tests/test_cpu_vectorised.cpp holds them to the same tolerance as the other
+// forms.
 #pragma once
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
@@ -20,7 +21,7 @@
 namespace dssm::vec {
 
 template <UnaryOp op>
-inline constexpr bool has_f32_forward_lanes = op == UnaryOp::softplus;
+inline constexpr bool has_f32_forward_lanes = op == UnaryOp::softplus || op == UnaryOp::gelu;
 template <UnaryOp op>
 inline constexpr bool has_f32_derivative_lanes = op == UnaryOp::gelu;
 
@@ -92,14 +93,12 @@ inline F32Lanes softplus_lanes(__m512 x) {
   return {value, outside_exp_range(t)};
 }
 
-// gelu'(x) = sig (1 + 2 x u' (1 - sig)), sig = sigmoid(2u), as unary_derivative: with e = e^-|2u|
-// and r = 1 / (1 + e) (vrcp14ps and one Newton step: 2^-28), sig and 1 - sig are r and e r.
-inline F32Lanes gelu_derivative_lanes(__m512 x) {
-  const __m512 x2 = _mm512_mul_ps(x, x);
-  const __m512 z = _mm512_mul_ps(
-      x, _mm512_fmadd_ps(x2, _mm512_set1_ps(kGelu2 * 0.044715f), _mm512_set1_ps(kGelu2)));
-  const __m512 twice_x_du = _mm512_mul_ps(
-      x, _mm512_fmadd_ps(x2, _mm512_set1_ps(kGelu2 * float(3 * 0.044715)), _mm512_set1_ps(kGelu2)));
+// sigmoid(z) and 1 - sigmoid(z) as logistic(): with e = e^-|z| and r = 1 / (1 + e) (vrcp14ps and
+// one Newton step: 2^-28), r and e r for z >= 0, e r and r below; t = -|z| for outside_exp_range().
+struct LogisticLanes {
+  __m512 sigmoid, one_minus, t;
+};
+inline LogisticLanes logistic_lanes(__m512 z) {
   const __m512 t = negative_abs_lanes(z);
   const __m512 e = exp_table_lanes(t, exp2_table());
   const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
@@ -107,11 +106,30 @@ inline F32Lanes gelu_derivative_lanes(__m512 x) {
   r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
   const __m512 er = _mm512_mul_ps(e, r);
   const __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
-  const __m512 sigmoid = _mm512_mask_blend_ps(negative, r, er);
-  const __m512 one_minus = _mm512_mask_blend_ps(negative, er, r);
+  return {_mm512_mask_blend_ps(negative, r, er), _mm512_mask_blend_ps(negative, er, r), t};
+}
+
+// gelu's 2u as gelu_twice_inner(): x (a + b x^2).
+inline __m512 gelu_twice_inner_lanes(__m512 x, __m512 x2) {
+  return _mm512_mul_ps(
+      x, _mm512_fmadd_ps(x2, _mm512_set1_ps(kGelu2 * 0.044715f), _mm512_set1_ps(kGelu2)));
+}
+
+// gelu(x) = x sigmoid(2u), as unary_forward.
+inline F32Lanes gelu_lanes(__m512 x) {
+  const LogisticLanes l = logistic_lanes(gelu_twice_inner_lanes(x, _mm512_mul_ps(x, x)));
+  return {_mm512_mul_ps(x, l.sigmoid), outside_exp_range(l.t)};
+}
+
+// gelu'(x) = sig (1 + 2 x u' (1 - sig)), sig = sigmoid(2u), as unary_derivative.
+inline F32Lanes gelu_derivative_lanes(__m512 x) {
+  const __m512 x2 = _mm512_mul_ps(x, x);
+  const __m512 twice_x_du = _mm512_mul_ps(
+      x, _mm512_fmadd_ps(x2, _mm512_set1_ps(kGelu2 * float(3 * 0.044715)), _mm512_set1_ps(kGelu2)));
+  const LogisticLanes l = logistic_lanes(gelu_twice_inner_lanes(x, x2));
   const __m512 value =
-      _mm512_mul_ps(sigmoid, _mm512_fmadd_ps(twice_x_du, one_minus, _mm512_set1_ps(1.0f)));
-  return {value, outside_exp_range(t)};
+      _mm512_mul_ps(l.sigmoid, _mm512_fmadd_ps(twice_x_du, l.one_minus, _mm512_set1_ps(1.0f)));
+  return {value, outside_exp_range(l.t)};
 }
 
 // out[i] = lanes(i) on [begin, end) in steps of 16; `scalar(i)` gives element i where lanes()
@@ -132,10 +150,14 @@ void f32_lanes_map(float* out, int64_t begin, int64_t end, Lanes lanes, Scalar s
 // y = op(x) and dx = g op'(x) on [0, n), split over the threads as map().
 template <UnaryOp op>
 void f32_lanes_forward(const float* x, float* y, int64_t n) {
-  static_assert(op == UnaryOp::softplus);
+  static_assert(has_f32_forward_lanes<op>);
   for_range(n, [&](int64_t begin, int64_t end) {
     f32_lanes_map(
-        y, begin, end, [&](int64_t i) { return softplus_lanes(_mm512_loadu_ps(x + i)); },
+        y, begin, end,
+        [&](int64_t i) {
+          const __m512 v = _mm512_loadu_ps(x + i);
+          return op == UnaryOp::softplus ? softplus_lanes(v) : gelu_lanes(v);
+        },
         [&](int64_t i) { return unary_forward<op>(x[i], 0.0f); });
   });
 }

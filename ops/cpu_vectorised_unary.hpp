@@ -41,18 +41,35 @@ inline std::vector<bf16> all_bf16() {
   for (int64_t b = 0; b < kBf16Values; ++b) v[b].bits = static_cast<uint16_t>(b);
   return v;
 }
+inline std::vector<float> all_bf16_as_f32() {
+  const std::vector<bf16> x = all_bf16();
+  std::vector<float> v(kBf16Values);
+  for (int64_t b = 0; b < kBf16Values; ++b) v[b] = load(x.data(), b);
+  return v;
+}
 
-// table[b] = the bits of f(x) in bf16 for the x of bits b, made by map()'s bf16 loop: the same
-// code and rounding as the loop it replaces. 32-bit entries, since the vectorised lookup is a
-// 32-bit gather. A function-local static: built once, by the first caller (thread-safe in C++).
+// y = f(x) and dx = g f'(s) over arrays (below); the tables are made by their f32 kernels.
+template <UnaryOp op, typename T>
+void unary_forward(const T* x, T* y, int64_t n, float p);
+template <UnaryOp op, typename T>
+void unary_backward(const T* g, const T* s, T* dx, int64_t n, float p);
+
+// table[b] = the bits of f(x) in bf16 for the x of bits b: the f32 kernel's result (map()'s loop,
+// or ops/cpu_f32_lanes.hpp's) rounded as map()'s bf16 loop rounds. 32-bit entries, since the
+// vectorised lookup is a 32-bit gather. A function-local static: built once, by the first caller
+// (thread-safe in C++).
 template <UnaryOp op>
 const uint32_t* bf16_forward_table() {
   static const std::vector<uint32_t> table = [] {
-    const std::vector<bf16> x = all_bf16();
-    std::vector<bf16> y(kBf16Values);
-    map(x.data(), y.data(), kBf16Values, [](float v) { return unary_forward<op>(v, 0.0f); });
+    const std::vector<float> x = all_bf16_as_f32();
+    std::vector<float> y(kBf16Values);
+    unary_forward<op>(x.data(), y.data(), kBf16Values, 0.0f);
     std::vector<uint32_t> bits(kBf16Values);
-    for (int64_t b = 0; b < kBf16Values; ++b) bits[b] = y[b].bits;
+    for (int64_t b = 0; b < kBf16Values; ++b) {
+      bf16 rounded;
+      store(&rounded, 0, y[b]);
+      bits[b] = rounded.bits;
+    }
     return bits;
   }();
   return table.data();
@@ -379,14 +396,13 @@ void bf16_lanes_forward(const bf16* x, bf16* y, int64_t begin, int64_t end) {
 }
 #endif
 
-// table[b] = f'(x) in f32 for the x of bits b, made by map()'s f32 loop.
+// table[b] = f'(x) in f32 for the x of bits b, made by the f32 backward kernel (g = 1).
 template <UnaryOp op>
 const float* bf16_derivative_table() {
   static const std::vector<float> table = [] {
-    const std::vector<bf16> x = all_bf16();
-    std::vector<float> xf(kBf16Values), d(kBf16Values);
-    for (int64_t b = 0; b < kBf16Values; ++b) xf[b] = load(x.data(), b);
-    map(xf.data(), d.data(), kBf16Values, [](float v) { return unary_derivative<op>(v, 0.0f); });
+    const std::vector<float> x = all_bf16_as_f32(), ones(kBf16Values, 1.0f);
+    std::vector<float> d(kBf16Values);
+    unary_backward<op>(ones.data(), x.data(), d.data(), kBf16Values, 0.0f);  // 1 f'(x) = f'(x)
     return d;
   }();
   return table.data();
