@@ -43,9 +43,10 @@ nlohmann::json read_config(const std::string& name) {
 // layers and the norms; densretnet-tiny showed 1.0-1.3e-4 at some seeds (547184622: gradients;
 // 2109008283: step logits), a wrong kernel shows 1e-2 and more. That is f32 rounding, not the GPU:
 // on the CPU alone, densretnet-tiny's f32 gradients differ from its f64 ones by up to 3.0e-4 at
-// seed 547184622 (layers.2.dense_k.norm.weight; 4e-6 to 8e-5 at other seeds; the other four
-// models 1e-6 to 4e-5), measured 2026-12-02. A check against the f64 CPU model scaled by the f32
-// CPU model's own error would be tighter.
+// seed 547184622 (layers.2.dense_k.norm.weight) and, over seeds 100-300, by more than 3e-4 at 4
+// seeds, up to 1.15e-3 (seed 259; norm weights, to_hidden), where retnet-tiny stays below 1.5e-4
+// (measured 2026-12-02). So this check can fail at such seeds without a GPU fault; the fix is to
+// compare against the f64 CPU model with a bound that grows with the f32 CPU model's own error.
 constexpr double kF32Tolerance = 3e-4;
 
 // max |got - want| / max |want| (want on the CPU); 0 when both are all zeros.
