@@ -5,47 +5,12 @@
 // end to end.
 #include <catch2/catch.hpp>
 
-#include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <random>
 
-#include "models/language_model.hpp"
-#include "ops/cross_entropy.hpp"
+#include "tests/test_model_helpers.hpp"
 
 using namespace dssm;
-
-namespace {
-
-nlohmann::json shipped_config(const std::string& name) {
-  const auto path = std::filesystem::path(DSSM_TEST_DATA_DIR).parent_path().parent_path() /
-                    "configs" / (name + ".json");
-  std::ifstream file(path);
-  REQUIRE(file.good());
-  return nlohmann::json::parse(file);
-}
-
-// max |got - want| / max |want|, want being the f64 model's.
-double relative_to_max(const Tensor& got, const Tensor& want) {
-  const auto g = got.to(DType::f64).to_vector<double>(), w = want.to_vector<double>();
-  REQUIRE(g.size() == w.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    diff = std::max(diff, std::abs(g[i] - w[i]));
-    scale = std::max(scale, std::abs(w[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
-// Mean next-token loss of ids [B, T].
-Tensor next_token_loss(models::LanguageModel& model, const Tensor& ids) {
-  const int64_t B = ids.size(0), T = ids.size(1);
-  const Tensor logits = model.forward(ids.narrow(1, 0, T - 1).contiguous());
-  return cross_entropy(logits.reshape({B * (T - 1), -1}),
-                       ids.narrow(1, 1, T - 1).contiguous().reshape({B * (T - 1)}));
-}
-
-}  // namespace
+using namespace dssm::test;
 
 // Tolerances from 100-200 seeds of each model (2026-12-02): the logits differ by at most 7.6e-5 of
 // their largest value, the gradients by at most 1.15e-3 (densretnet-tiny's norm weights, whose
@@ -57,13 +22,11 @@ TEST_CASE("every tiny model computes in f32 what it computes in f64", "[models]"
   for (const char* name :
        {"densretnet-tiny", "retnet-tiny", "llama-tiny", "mamba-tiny", "densemamba-tiny"}) {
     INFO(name << ", seed " << seed);
-    const nlohmann::json config = shipped_config(name);
+    const nlohmann::json config = read_config(name);
     auto f32 = models::make_model(config, seed), f64 = models::make_model(config, seed);
     f64->to(DType::f64);
     f32->eval(), f64->eval();
-    std::vector<int64_t> ids(2 * 65);
-    for (auto& id : ids) id = static_cast<int64_t>(rng() % config["vocab_size"].get<uint64_t>());
-    const Tensor tokens = Tensor::from_vector(ids, {2, 65});
+    const Tensor tokens = random_ids(rng, 2, 65, config["vocab_size"].get<int64_t>());
 
     const Tensor prefix = tokens.narrow(1, 0, 64).contiguous();
     CHECK(relative_to_max(f32->forward(prefix).detach(), f64->forward(prefix).detach()) < 1e-3);

@@ -8,8 +8,6 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
-#include <fstream>
 #include <random>
 
 #include "autograd/grad_mode.hpp"
@@ -17,27 +15,12 @@
 #include "cuda/backend.hpp"
 #include "models/language_model.hpp"
 #include "ops/cross_entropy.hpp"
+#include "tests/test_model_helpers.hpp"
 
 using namespace dssm;
-namespace fs = std::filesystem;
+using namespace dssm::test;
 
 namespace {
-
-// configs/<name>.json, looked for upwards from the working directory and from this file.
-nlohmann::json read_config(const std::string& name) {
-  const fs::path relative = fs::path("configs") / (name + ".json");
-  for (fs::path dir : {fs::current_path(), fs::path(__FILE__).parent_path()}) {
-    for (; !dir.empty(); dir = dir.parent_path()) {
-      if (fs::exists(dir / relative)) {
-        std::ifstream in(dir / relative);
-        return nlohmann::json::parse(in);
-      }
-      if (dir == dir.parent_path()) break;
-    }
-  }
-  FAIL("cannot find " << relative.string() << " above " << fs::current_path().string());
-  return {};
-}
 
 // GPU vs CPU in f32, relative to the largest value: sums run in different orders through the
 // layers and the norms; densretnet-tiny showed 1.0-1.3e-4 at some seeds (547184622: gradients;
@@ -48,32 +31,6 @@ nlohmann::json read_config(const std::string& name) {
 // (measured 2026-12-02). So this check can fail at such seeds without a GPU fault; the fix is to
 // compare against the f64 CPU model with a bound that grows with the f32 CPU model's own error.
 constexpr double kF32Tolerance = 3e-4;
-
-// max |got - want| / max |want| (want on the CPU); 0 when both are all zeros.
-double relative_to_max(const Tensor& got, const Tensor& want) {
-  const auto g = got.to(Device::cpu()).to_vector<double>(), w = want.to_vector<double>();
-  REQUIRE(g.size() == w.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    diff = std::max(diff, std::abs(g[i] - w[i]));
-    scale = std::max(scale, std::abs(w[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
-Tensor random_ids(std::mt19937_64& rng, int64_t batch, int64_t length, int64_t vocab) {
-  std::vector<int64_t> ids(static_cast<size_t>(batch * length));
-  for (auto& id : ids) id = static_cast<int64_t>(rng() % static_cast<uint64_t>(vocab));
-  return Tensor::from_vector(ids, {batch, length});
-}
-
-// Mean next-token loss of ids [B, T] (targets: the ids shifted by one).
-Tensor next_token_loss(models::LanguageModel& model, const Tensor& ids) {
-  const int64_t B = ids.size(0), T = ids.size(1);
-  const Tensor logits = model.forward(ids.narrow(1, 0, T - 1).contiguous());
-  return cross_entropy(logits.reshape({B * (T - 1), -1}),
-                       ids.narrow(1, 1, T - 1).contiguous().reshape({B * (T - 1)}));
-}
 
 double gib(size_t bytes) {
   return static_cast<double>(bytes) / (1 << 30);
