@@ -39,6 +39,9 @@ inline const Exp2Fractions& exp2_fractions() {
 struct Exp2Table {
   __m512i low, high;  // entries 0-15 and 16-31
 };
+inline Exp2Table exp2_table() {
+  return {_mm512_load_si512(exp2_fractions().bits), _mm512_load_si512(exp2_fractions().bits + 16)};
+}
 inline __m512 exp_table_lanes(__m512 t, Exp2Table table, __mmask16 kept = 0xffff) {
   const __m512 shifter = _mm512_set1_ps(kShifter);
   const __m512 shifted = _mm512_fmadd_ps(t, _mm512_set1_ps(32 * kLog2e), shifter);
@@ -70,8 +73,7 @@ struct ExpSumAndNextMax {
 inline constexpr int64_t kAhead = 2048;
 inline ExpSumAndNextMax exp_sum_and_next_max(const float* x, float m, const float* next,
                                              int64_t n) {
-  const Exp2Table table{_mm512_load_si512(exp2_fractions().bits),
-                        _mm512_load_si512(exp2_fractions().bits + 16)};
+  const Exp2Table table = exp2_table();
   const __m512 max_x = _mm512_set1_ps(m);
   __m512 next_max = _mm512_set1_ps(-kInfinity);
   // Adds e^(x - m) of the 16 elements from i in `mask` to `partial`; takes next's into next_max.

@@ -31,17 +31,20 @@ struct F32Lanes {
   __mmask16 redo;
 };
 
-// -|z|, and the lanes where it is below -86 or NaN: there e^-|z| would leave exp_table_lanes()'s
-// range (its result the normal range).
-inline __m512 negative_abs_lanes(__m512 z) {
-  return _mm512_or_ps(z, _mm512_set1_ps(-0.0f));
+// x with its sign bit set: -|x|.
+inline __m512 negative_abs(__m512 x) {
+  return _mm512_or_ps(x, _mm512_set1_ps(-0.0f));
 }
-inline __mmask16 outside_exp_range(__m512 negative_abs) {
-  return _mm512_cmp_ps_mask(negative_abs, _mm512_set1_ps(-86.0f), _CMP_NGE_UQ);
+// The lanes where -|z| is below -86 or NaN: there e^-|z| would leave exp_table_lanes()'s range
+// (its result the normal range).
+inline __mmask16 outside_exp_range(__m512 negative_abs_z) {
+  return _mm512_cmp_ps_mask(negative_abs_z, _mm512_set1_ps(-86.0f), _CMP_NGE_UQ);
 }
 
-inline Exp2Table exp2_table() {
-  return {_mm512_load_si512(exp2_fractions().bits), _mm512_load_si512(exp2_fractions().bits + 16)};
+// 1 / d within 2^-28 relative: the 14-bit estimate and one Newton step.
+inline __m512 reciprocal_lanes(__m512 d) {
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
 }
 
 // For u in [1, 2) with mantissa bits j = 0..31 on top: c_j = 1 for j = 0, else 1 + (j + 1/2) / 32;
@@ -87,7 +90,7 @@ inline __m512 log1p_unit_lanes(__m512 e) {
 
 // softplus(x) = max(x, 0) + log1p(e^-|x|), as unary_forward.
 inline F32Lanes softplus_lanes(__m512 x) {
-  const __m512 t = negative_abs_lanes(x);
+  const __m512 t = negative_abs(x);
   const __m512 e = exp_table_lanes(t, exp2_table());
   const __m512 value = _mm512_add_ps(_mm512_max_ps(x, _mm512_setzero_ps()), log1p_unit_lanes(e));
   return {value, outside_exp_range(t)};
@@ -99,11 +102,9 @@ struct LogisticLanes {
   __m512 sigmoid, one_minus, t;
 };
 inline LogisticLanes logistic_lanes(__m512 z) {
-  const __m512 t = negative_abs_lanes(z);
+  const __m512 t = negative_abs(z);
   const __m512 e = exp_table_lanes(t, exp2_table());
-  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
-  __m512 r = _mm512_rcp14_ps(d);
-  r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+  const __m512 r = reciprocal_lanes(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
   const __m512 er = _mm512_mul_ps(e, r);
   const __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
   return {_mm512_mask_blend_ps(negative, r, er), _mm512_mask_blend_ps(negative, er, r), t};

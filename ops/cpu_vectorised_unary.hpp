@@ -195,16 +195,8 @@ constexpr LaneInputs lane_inputs() {
   return {0x0080, 0x7f7f, false};                                    // log: positive normal
 }
 
-// 1 / d within 2^-28 relative: the 14-bit estimate and one Newton step.
-inline __m512 reciprocal_lanes(__m512 d) {
-  const __m512 r = _mm512_rcp14_ps(d);
-  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
-}
-
-// x with its sign bit set, and the lanes where it is set.
-inline __m512 negative_abs(__m512 x) {
-  return _mm512_or_ps(x, _mm512_set1_ps(-0.0f));
-}
+// The lanes where x's sign bit is set. (negative_abs() and reciprocal_lanes() are those of
+// ops/cpu_f32_lanes.hpp.)
 inline __mmask16 sign_set(__m512 x) {
   return _mm512_movepi32_mask(_mm512_castps_si512(x));
 }
@@ -317,9 +309,7 @@ inline __m512 forward_lanes(__m512 x) {
   } else {
     static_assert(op == UnaryOp::gelu);
     // As unary_forward: z = 2u, e = e^-|z|, (z < 0 ? x e : x) / (1 + e).
-    const __m512 z =
-        _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(kGelu2 * 0.044715f),
-                                         _mm512_set1_ps(kGelu2)));
+    const __m512 z = gelu_twice_inner_lanes(x, _mm512_mul_ps(x, x));
     const __m512 e = exp_lanes(negative_abs(z));
     const __m512 r = reciprocal_lanes(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
     return _mm512_mul_ps(_mm512_mask_mul_ps(x, sign_set(z), x, e), r);
