@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,10 @@
 #include "cuda/backend.hpp"
 #include "ops/retention.hpp"
 #if DSSM_WITH_CUDA
+#include "bench/retention_mma_scores.hpp"
 #include "cuda/allocator.hpp"
+#include "cuda/kernels.hpp"
+#include "cuda/kernels_retention.hpp"
 #endif
 
 using namespace dssm;
@@ -70,6 +74,49 @@ Flops chunkwise_flops(double Lp, double C, double dk, double dv) {
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+#if DSSM_WITH_CUDA
+// The masked intra-chunk product (a b^T) ⊙ M alone, both ways on the same operands [B*H*J, C,
+// d]: cuBLASLt's GEMM followed by the in-place mask (what the op runs), and the tensor-core
+// kernel of bench/retention_mma_scores.cu that computes the lower tiles only and masks before
+// writing. Prints both times and the largest difference relative to the largest value; false
+// when the two differ by more than bf16 rounding explains.
+bool compare_masked_products(const Tensor& a, const Tensor& b, int64_t heads, int64_t chunks,
+                             int64_t iters) {
+  const int64_t C = a.size(-2);
+  Generator gen(11);
+  const Tensor row_scale = Tensor::rand({heads, chunks * C}, gen, DType::f32, a.device());
+  const Tensor powers = Tensor::rand({heads, C}, gen, DType::f32, a.device());
+  const Tensor by_gemm = Tensor::empty({a.size(0), C, C}, a.dtype(), a.device());
+  const Tensor by_mma = Tensor::empty({a.size(0), C, C}, a.dtype(), a.device());
+  auto time = [&](auto&& run) {
+    run();
+    cuda::synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < iters; ++i) run();
+    cuda::synchronize();
+    return seconds_since(start) / static_cast<double>(iters);
+  };
+  const double gemm_s = time([&] {
+    cuda::matmul(by_gemm, a, b.transpose(-1, -2));
+    cuda::retention_chunk_mask(by_gemm, row_scale, powers, heads, chunks);
+  });
+  const double mma_s =
+      time([&] { bench::mma_masked_scores(by_mma, a, b, row_scale, powers, heads, chunks); });
+  const auto x = by_mma.to(DType::f32).to(Device::cpu()).to_vector<float>();
+  const auto y = by_gemm.to(DType::f32).to(Device::cpu()).to_vector<float>();
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::abs(x[i] - y[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(y[i])));
+  }
+  fmt::print(
+      "         masked product, K {}: cuBLASLt + mask {:.3f} ms, MMA kernel {:.3f} ms ({:.2f}x), "
+      "max diff {:.1e} of max\n",
+      a.size(-1), gemm_s * 1e3, mma_s * 1e3, gemm_s / mma_s, diff / scale);
+  return diff <= 2e-2 * scale;
+}
+#endif
 
 }  // namespace
 
@@ -143,6 +190,21 @@ int main(int argc, char** argv) {
     fmt::print("{:>6} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>9.1f}% {:>12.3f} {:>10.1f}  {}\n",
                chunk, forward_s * 1e3, total_s * 1e3, host_s * 1e3, floor_s * 1e3,
                100 * floor_s / total_s, total_flops / total_s / 1e12, bytes / total_s / 1e9, extra);
+#if DSSM_WITH_CUDA
+    const int64_t J = (c.length + C - 1) / C;
+    if (c.length % C == 0 &&
+        bench::mma_masked_scores_fit(q.reshape({-1, C, c.dk}), k.reshape({-1, C, c.dk})) &&
+        bench::mma_masked_scores_fit(grad_out.reshape({-1, C, c.dv}), v.reshape({-1, C, c.dv}))) {
+      const bool same = compare_masked_products(q.reshape({-1, C, c.dk}), k.reshape({-1, C, c.dk}),
+                                                c.heads, J, c.iters) &&
+                        compare_masked_products(grad_out.reshape({-1, C, c.dv}),
+                                                v.reshape({-1, C, c.dv}), c.heads, J, c.iters);
+      if (!same) {
+        fmt::print("the two masked products differ beyond bf16 rounding\n");
+        return 1;
+      }
+    }
+#endif
   }
   return 0;
 }
