@@ -37,6 +37,57 @@ void with_column(const T* p, int64_t col, float absent, Fn&& fn) {
   }
 }
 
+// Mean and (population) variance of f(0 .. n-1) in one pass: Welford's update on kLanes
+// independent lanes (lane k takes the terms k, k + kLanes, ...; four AVX-512 registers, so that
+// the updates do not wait on each other), then the lanes merged with Chan et al.'s rule for
+// combining two partial results. Unlike the sum of squares minus the squared sum, nothing
+// cancels when the mean is large against the spread, and unlike a mean pass followed by a
+// variance pass, the row is read once: this pass streams it from memory and the output pass
+// reads it from L1.
+struct MeanVariance {
+  float mean, variance;
+};
+template <typename F>
+MeanVariance mean_and_variance(int64_t n, F f) {
+  if (n == 0) return {0.0f, 0.0f};
+  constexpr int64_t kLanes = 64;
+  // The terms are taken less the first one, so that the lanes' rounding is relative to the
+  // spread of the terms rather than to their size (a row of values near 100 with a spread of 1).
+  const float pivot = f(0);
+  float mean[kLanes] = {}, m2[kLanes] = {};
+  const int64_t full = n / kLanes;
+  for (int64_t step = 0; step < full; ++step) {
+    const float inverse_count = 1.0f / static_cast<float>(step + 1);
+#pragma omp simd
+    for (int64_t k = 0; k < kLanes; ++k) {
+      const float x = f(step * kLanes + k) - pivot, d = x - mean[k];
+      mean[k] += d * inverse_count;
+      m2[k] += d * (x - mean[k]);
+    }
+  }
+  // The last n % kLanes terms, one more in each of the first lanes.
+  const int64_t rest = n - full * kLanes;
+  const float inverse_more = 1.0f / static_cast<float>(full + 1);
+  for (int64_t k = 0; k < rest; ++k) {
+    const float x = f(full * kLanes + k) - pivot, d = x - mean[k];
+    mean[k] += d * inverse_more;
+    m2[k] += d * (x - mean[k]);
+  }
+  // Merge lane by lane: (count, mean, m2) of the lanes so far with lane k's.
+  double count = 0.0;
+  float total_mean = 0.0f, total_m2 = 0.0f;
+  for (int64_t k = 0; k < kLanes; ++k) {
+    const double lane_count = static_cast<double>(full + (k < rest ? 1 : 0));
+    if (lane_count == 0.0) continue;
+    const double merged = count + lane_count;
+    const float d = mean[k] - total_mean;
+    total_mean += d * static_cast<float>(lane_count / merged);
+    total_m2 += m2[k] + d * d * static_cast<float>(count * lane_count / merged);
+    count = merged;
+  }
+  return {pivot + total_mean, total_m2 / static_cast<float>(n)};
+}
+
 template <typename T>
 void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                           const Tensor& weight, const Tensor& bias, int64_t groups, double eps) {
@@ -53,29 +104,37 @@ void cpu_norm_forward_f32(const Tensor& y, const Tensor& mean, const Tensor& rst
   for (int64_t s = 0; s < segments; ++s) {
     const T* xs = px + s * seg;
     T* ys = py + s * seg;
-    const float mu = pmean ? vec::sum(seg, [&](int64_t j) { return vec::load(xs, j); }) / n : 0.0f;
-    if (pmean) pmean[s] = mu;
-    // LayerNorm's variance is a pass over the segment in L1: it fetches the next segment
-    // meanwhile, so that the memory is not idle while it runs. (The RMS norms' output pass doing
-    // the same measured slower: it competes with the pass's own writes.) f32: d = x - mu also goes
-    // to y, so that y's lines come into L1 during this pass, and the output pass reads d there.
-    const float var = vec::sum(
-        seg,
-        [&](int64_t j) {
-          const float d = vec::load(xs, j) - mu;
-          if constexpr (std::is_same_v<T, float>) ys[j] = d;
-          return d * d;
-        },
-        pmean && s + 1 < segments ? xs + seg : nullptr);
-    const float r = 1.0f / std::sqrt(var / n + epsilon);
+    // One pass over the segment from memory: LayerNorm's mean and variance, the RMS norms' mean
+    // square. f32 stages x in y meanwhile, so that y's lines come into L1 during this pass and
+    // the output pass reads x there.
+    constexpr bool kStaged = std::is_same_v<T, float>;
+    const auto staged_x = [&](int64_t j) {
+      const float v = vec::load(xs, j);
+      if constexpr (kStaged) ys[j] = v;
+      return v;
+    };
+    float mu = 0.0f, variance = 0.0f;
+    if (pmean) {
+      const MeanVariance stats = mean_and_variance(seg, staged_x);
+      mu = stats.mean, variance = stats.variance;
+      pmean[s] = mu;
+    } else {
+      variance = vec::sum(seg,
+                          [&](int64_t j) {
+                            const float v = staged_x(j);
+                            return v * v;
+                          }) /
+                 n;
+    }
+    const float r = 1.0f / std::sqrt(variance + epsilon);
+    const T* source = kStaged ? ys : xs;
     prstd[s] = r;
     const int64_t col = (s % groups) * seg;  // the segment's first column, for w and b
     with_column(pw, col, 1.0f, [&](auto w) {
       with_column(pb, col, 0.0f, [&](auto b) {
 #pragma omp simd
         for (int64_t j = 0; j < seg; ++j) {
-          const float d = std::is_same_v<T, float> ? vec::load(ys, j) : vec::load(xs, j) - mu;
-          vec::store(ys, j, d * r * w(j) + b(j));
+          vec::store(ys, j, (vec::load(source, j) - mu) * r * w(j) + b(j));
         }
       });
     });

@@ -264,6 +264,38 @@ TEST_CASE("rms_norm, layer_norm and group_rms_norm equal the plain formulas", "[
 
 // Small rows, and rows large enough for the kernels' multi-threaded paths (more than 32768
 // elements: per-thread partial sums of dw and db).
+// The f32 kernel takes LayerNorm's mean and variance in one pass (Welford's update on 64 lanes,
+// then the lanes merged): rows of widths that leave lanes with one term more, or with none, and a
+// mean large against the spread (where the sum of squares minus the squared sum would lose
+// about 1e-3 of the variance in f32), against the two-pass formulas in float64 on the same
+// f32 values.
+TEST_CASE("f32 layer_norm equals the two-pass formulas at any width and a large mean", "[nnops]") {
+  Generator gen(9);
+  for (int64_t D : {int64_t{1}, int64_t{5}, int64_t{63}, int64_t{64}, int64_t{65}, int64_t{200},
+                    int64_t{4099}}) {
+    INFO("width " << D);
+    const int64_t rows = 3;
+    const Tensor x = Tensor::randn({rows, D}, gen) * 0.5 + 100.0;
+    const Tensor w = Tensor::randn({D}, gen), b = Tensor::randn({D}, gen);
+    const auto xv = values(x), wv = values(w), bv = values(b);
+    const auto y = values(layer_norm(x, w, b, 1e-5));
+    for (int64_t r = 0; r < rows; ++r) {
+      const double* xr = xv.data() + r * D;
+      double mu = 0, var = 0;
+      for (int64_t j = 0; j < D; ++j) mu += xr[j];
+      mu /= static_cast<double>(D);
+      for (int64_t j = 0; j < D; ++j) var += (xr[j] - mu) * (xr[j] - mu);
+      var /= static_cast<double>(D);
+      double worst = 0;
+      for (int64_t j = 0; j < D; ++j) {
+        const double want = (xr[j] - mu) / std::sqrt(var + 1e-5) * wv[j] + bv[j];
+        worst = std::max(worst, std::abs(y[r * D + j] - want));
+      }
+      CHECK(worst < 1e-4);
+    }
+  }
+}
+
 TEST_CASE("fused norm gradients equal those of the norms composed from core ops", "[nnops]") {
   Generator gen(9);
   for (const Shape& shape : {Shape{2, 3, 8}, Shape{50, 1000}}) {
