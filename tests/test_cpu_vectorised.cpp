@@ -2,9 +2,11 @@
 // the scalar definitions of ops/elementwise_math.hpp evaluated in f64 on the same f32 inputs: the
 // unary ops forward and backward (on random inputs and on a sweep of the whole f32 range), and
 // the f32 kernels of softmax, log_softmax, cross_entropy and the norms against their f64 path.
-// bf16 runs the same f32 code on converted values and rounds once.
+// The bf16 unary ops are held to faithful rounding (one of the two bf16 values around the exact
+// f64 result) on every bf16 input, forward and backward.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -224,129 +226,195 @@ TEST_CASE("vectorised f32 unary backward equals g * f' of the f64 scalar definit
   }
 }
 
-TEST_CASE("bf16 unary ops compute in f32 and round once", "[ops]") {
+namespace {
+
+// The exact values of the unary ops and of their derivatives, in f64 (gelu with sigmoid(2u) for
+// 0.5 (1 + tanh(u)), as gelu_f64(); softplus as max(x, 0) + log1p(e^-|x|), log(1 + e^x) without
+// overflow). The derivatives are of x or of y = f(x), as the op saves it (derivative_uses_output).
+double exact_forward(UnaryOp op, double x) {
+  switch (op) {
+    case UnaryOp::exp:
+      return std::exp(x);
+    case UnaryOp::log:
+      return std::log(x);
+    case UnaryOp::sqrt:
+      return std::sqrt(x);
+    case UnaryOp::rsqrt:
+      return 1 / std::sqrt(x);
+    case UnaryOp::sigmoid:
+      return 1 / (1 + std::exp(-x));
+    case UnaryOp::tanh:
+      return std::tanh(x);
+    case UnaryOp::silu:
+      return x / (1 + std::exp(-x));
+    case UnaryOp::gelu:
+      return gelu_f64(x);
+    case UnaryOp::softplus:
+      return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x)));
+    default:
+      return definition_forward(op, x);
+  }
+}
+double exact_derivative(UnaryOp op, double s) {
+  const double sig = 1 / (1 + std::exp(-s));
+  switch (op) {
+    case UnaryOp::exp:
+      return s;  // of y
+    case UnaryOp::log:
+      return 1 / s;
+    case UnaryOp::sqrt:
+      return 0.5 / s;  // of y
+    case UnaryOp::rsqrt:
+      return -0.5 * s * s * s;  // of y
+    case UnaryOp::sigmoid:
+      return s * (1 - s);  // of y
+    case UnaryOp::tanh:
+      return 1 - s * s;  // of y
+    case UnaryOp::silu:
+      return sig * (1 + s * (1 - sig));
+    case UnaryOp::gelu:
+      return gelu_derivative_f64(s);
+    case UnaryOp::softplus:
+      return sig;
+    default:
+      return definition_derivative(op, s, s);
+  }
+}
+
+// The bf16 value next to the bf16 value r in the direction of v.
+double bf16_step_toward(float r, double v) {
+  const uint32_t bits = std::bit_cast<uint32_t>(r) >> 16;
+  const bool up = v > r;
+  uint32_t next = 0;
+  if ((bits & 0x7fffu) == 0) {
+    next = up ? 0x0001u : 0x8001u;  // from +-0 to the smallest denormal of v's sign
+  } else {
+    next = ((bits >> 15) == 0) == up ? bits + 1 : bits - 1;  // away from 0 or toward it
+  }
+  return std::bit_cast<float>(next << 16);
+}
+
+// Whether the bf16 result r is the exact value v faithfully rounded: v itself, or v lies strictly
+// between r and the next bf16 value toward v (r is one of the two bf16 values around v). Where v
+// rounds to 0 or to an infinity (at most half the smallest denormal, 2^-134, or at least the
+// largest finite value and half an ulp), and NaN, r must be exactly that.
+bool faithful(float r, double v) {
+  if (std::isnan(v)) return std::isnan(r);
+  if (std::abs(v) >= 0x1.ffp127) return r == std::copysign(kInf, v);
+  if (std::abs(v) <= 0x1p-134) return r == 0.0f;
+  if (std::isnan(r)) return false;
+  const double step = bf16_step_toward(r, v);
+  return r == v || (std::min<double>(r, step) < v && v < std::max<double>(r, step));
+}
+
+// bf16 g of normal values, one in 7 scaled by 2^-110 so that some products g f' are denormal in
+// f32 (and must not be flushed to 0): a fresh seed each run, printed on failure.
+Tensor random_bf16_gradient(int64_t n, uint32_t seed) {
+  Generator gen(seed);
+  std::vector<float> g = Tensor::randn({n}, gen).to_vector<float>();
+  for (int64_t i = 0; i < n; i += 7) g[i] *= 0x1p-110f;
+  return f32_tensor(g).to(DType::bf16);
+}
+
+// op forward on the bf16 values x and backward (through autograd, dx = g f'(x or y)), each result
+// against the exact value (in f64, from the same bf16 x, g and y) faithfully rounded.
+void check_bf16_faithful(const UnaryCase& c, const Tensor& x, const Tensor& g) {
+  const Tensor leaf = x.detach().set_requires_grad(true);
+  const Tensor y = unary(c.op, leaf);
+  y.backward(g);
+  const auto xv = f32_values(x.to(DType::f32)), yv = f32_values(y.to(DType::f32));
+  const auto gv = f32_values(g.to(DType::f32)), dx = f32_values(leaf.grad().to(DType::f32));
+  const bool from_y = derivative_uses_output(c.op);
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const double want = exact_forward(c.op, xv[i]);
+    INFO(c.name << "(" << xv[i] << "): got " << yv[i] << ", exact " << want);
+    CHECK(faithful(yv[i], want));
+    // The f32 backward of the arithmetic derivatives forms f'(s) first: where that leaves the f32
+    // range (1 / x at denormal x, y^3 beyond 2^127), the product does too, whatever g.
+    const double derivative = exact_derivative(c.op, from_y ? yv[i] : xv[i]);
+    if (std::isinf(static_cast<float>(derivative)) && !std::isinf(derivative)) continue;
+    const double want_dx = gv[i] * derivative;
+    INFO("backward, g = " << gv[i] << ": got " << dx[i] << ", exact " << want_dx);
+    CHECK(faithful(dx[i], want_dx));
+  }
+}
+
+// Every bf16 bit pattern in order.
+std::vector<float> all_bf16_values() {
+  std::vector<float> all;
+  for (uint32_t bits = 0; bits < 65536; ++bits) all.push_back(std::bit_cast<float>(bits << 16));
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("faithful() accepts exactly the two bf16 values around the exact one", "[ops]") {
+  const double v = 1.0 + 0x1p-9;  // between 1 and 1 + 2^-7, nearer 1
+  CHECK(faithful(1.0f, v));
+  CHECK(faithful(1.0f + 0x1p-7f, v));
+  CHECK_FALSE(faithful(1.0f - 0x1p-8f, v));
+  CHECK_FALSE(faithful(1.0f + 0x1p-6f, v));
+  CHECK(faithful(1.0f, 1.0));  // representable: only itself
+  CHECK_FALSE(faithful(1.0f + 0x1p-7f, 1.0));
+  CHECK_FALSE(faithful(1.0f - 0x1p-8f, 1.0));
+  CHECK(faithful(-2.0f, -2.0 + 0x1p-12));  // below 2 in magnitude the ulp halves
+  CHECK(faithful(-2.0f + 0x1p-7f, -2.0 + 0x1p-12));
+  CHECK_FALSE(faithful(-2.0f - 0x1p-6f, -2.0 + 0x1p-12));
+  CHECK(faithful(0x1p-133f, 0x1.8p-134));  // denormals
+  CHECK(faithful(0.0f, 0x1.8p-134));
+  CHECK_FALSE(faithful(0.0f, 0x1.8p-133));
+  CHECK_FALSE(faithful(0x1p-133f, 0x1p-134));  // rounds to 0: exactly 0
+  CHECK(faithful(kInf, 1e39));
+  CHECK_FALSE(faithful(0x1.fep127f, 1e39));
+  CHECK(faithful(0x1.fep127f, 0x1.fe8p127));
+  CHECK(faithful(kNaN, std::nan("")));
+  CHECK_FALSE(faithful(0.0f, std::nan("")));
+}
+
+// bf16 ops are faithfully rounded: on every bf16 value (in bit order, split over the threads),
+// forward and backward at a random g.
+TEST_CASE("bf16 unary ops are faithfully rounded on every bf16 value", "[ops]") {
+  const Tensor x = f32_tensor(all_bf16_values()).to(DType::bf16);
+  const uint32_t seed = std::random_device{}();
+  INFO("g seed " << seed);
+  const Tensor g = random_bf16_gradient(x.numel(), seed);
   for (const UnaryCase& c : kForwardCases) {
     SECTION(c.name) {
-      const std::vector<float> x = random_inputs(7, c.positive);
-      const Tensor xb = f32_tensor(x).to(DType::bf16);
-      const auto want = f32_values(unary(c.op, xb.to(DType::f32)).to(DType::bf16));
-      const auto got = f32_values(unary(c.op, xb));
-      REQUIRE(got.size() == want.size());
-      for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i);
-        CHECK(((std::isnan(got[i]) && std::isnan(want[i])) || got[i] == want[i]));
-      }
-      // Backward: dx = bf16(g * f'(saved)) with g and saved read as bf16.
-      const Tensor leaf = xb.detach().set_requires_grad(true);
-      const Tensor y = unary(c.op, leaf);
-      const Tensor g = Tensor::randn(y.shape(), DType::bf16);
-      y.backward(g);
-      const Tensor leaf32 = xb.to(DType::f32).set_requires_grad(true);
-      // f32 backward from the same saved values: y32 rounded to bf16 equals y (checked above).
-      const Tensor y32 = unary(c.op, leaf32);
-      if (!derivative_uses_output(c.op)) {
-        y32.backward(g.to(DType::f32));
-        const auto got_dx = f32_values(leaf.grad());
-        const auto want_dx = f32_values(leaf32.grad().to(DType::bf16));
-        for (size_t i = 0; i < got_dx.size(); ++i) {
-          INFO("element " << i);
-          CHECK(((std::isnan(got_dx[i]) && std::isnan(want_dx[i])) || got_dx[i] == want_dx[i]));
-        }
-      } else {
-        // From the bf16 output: g f'(y) in f64 at the same bf16 g and y, which the kernel rounds
-        // once to bf16 (2^-9 relative), after an f32 evaluation (1e-6 of the terms, ~|g|).
-        const auto yv = f32_values(y), gv = f32_values(g), got_dx = f32_values(leaf.grad());
-        for (size_t i = 0; i < got_dx.size(); ++i) {
-          const double want = gv[i] * derivative_f64(c.op, 0, yv[i]);
-          INFO("y = " << yv[i] << ", g = " << gv[i] << ": got " << got_dx[i] << ", want " << want);
-          if (std::isnan(want) || std::isinf(static_cast<float>(want))) {  // NaN or past f32
-            CHECK(
-                (std::isnan(want) ? std::isnan(got_dx[i]) : got_dx[i] == static_cast<float>(want)));
-          } else {
-            CHECK(std::abs(got_dx[i] - want) <=
-                  0x1p-8 * std::abs(want) + 1e-6 * std::abs(gv[i]) + kMinNormal);
-          }
-        }
-      }
+      check_bf16_faithful(c, x, g);
     }
   }
 }
 
-// The bf16 ops with a lookup table (ops/cpu_vectorised_unary.hpp) on every bf16 value: forward
-// equals the f32 kernel's result on the same value rounded to bf16, and is within 2^-8 relative of
-// the f64 definition (half a bf16 ulp plus the f32 error); backward of the ops that save x equals
-// the f32 backward rounded, at random g (a fresh seed each run, printed on failure).
-TEST_CASE("bf16 table ops equal the f32 ops rounded, on every bf16 value", "[ops]") {
-  std::vector<float> all;
-  for (uint32_t bits = 0; bits < 65536; ++bits) all.push_back(std::bit_cast<float>(bits << 16));
-  const Tensor x = f32_tensor(all).to(DType::bf16), x32 = x.to(DType::f32);
+// The same on runs of the bf16 values in a random order, of lengths that are no multiple of any
+// vector width, starting at odd elements: the vector loops' partial vectors, and vectors where
+// inputs outside a form's range sit among others.
+TEST_CASE("bf16 unary ops are faithfully rounded on odd lengths and offsets", "[ops]") {
+  std::vector<float> all = all_bf16_values();
   const uint32_t seed = std::random_device{}();
-  INFO("g seed " << seed);
-  Generator gen(seed);
-  const Tensor g = Tensor::randn(x.shape(), gen).to(DType::bf16);
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  std::shuffle(all.begin(), all.end(), rng);
+  const Tensor x = f32_tensor(all).to(DType::bf16);
+  const Tensor g = random_bf16_gradient(x.numel(), seed + 1);
   for (const UnaryCase& c : kForwardCases) {
     SECTION(c.name) {
-      const auto got = f32_values(unary(c.op, x));
-      const auto want = f32_values(unary(c.op, x32).to(DType::bf16));
-      const auto xv = f32_values(x32);
-      for (size_t i = 0; i < got.size(); ++i) {
-        INFO("x = " << xv[i] << ": got " << got[i] << ", want " << want[i]);
-        CHECK(((std::isnan(got[i]) && std::isnan(want[i])) || got[i] == want[i]));
-        const double exact = forward_f64(c.op, xv[i]);
-        if (c.op != UnaryOp::gelu && std::isfinite(exact) && std::isfinite(got[i])) {
-          CHECK(std::abs(got[i] - exact) <= 0x1p-8 * std::abs(exact) + kMinNormal);
-        }
-      }
-      if (!derivative_uses_output(c.op)) {  // (backward from y is arithmetic, no table)
-        const Tensor leaf = x.detach().set_requires_grad(true);
-        unary(c.op, leaf).backward(g);
-        const Tensor leaf32 = x32.detach().set_requires_grad(true);
-        unary(c.op, leaf32).backward(g.to(DType::f32));
-        const auto got_dx = f32_values(leaf.grad());
-        const auto want_dx = f32_values(leaf32.grad().to(DType::bf16));
-        for (size_t i = 0; i < got_dx.size(); ++i) {
-          INFO("x = " << xv[i] << ": got " << got_dx[i] << ", want " << want_dx[i]);
-          CHECK(((std::isnan(got_dx[i]) && std::isnan(want_dx[i])) || got_dx[i] == want_dx[i]));
-        }
+      for (auto [offset, length] : {std::pair<int64_t, int64_t>{1, 31}, {3, 999}, {5, 65519}}) {
+        INFO("offset " << offset << ", length " << length);
+        check_bf16_faithful(c, x.narrow(0, offset, length), g.narrow(0, offset, length));
       }
     }
   }
 }
 
 #ifdef __AVX512BW__
-// Where AVX-512 is compiled in, bf16 sqrt and rsqrt compute from 256 offsets, and the ops with a
-// lean form on 16 lanes compute with it, instead of looking up the table: the offsets and the
-// lean forms must have passed their check against the table (else they are not used, and the
-// test above would only have tested the table).
-TEST_CASE("bf16 ops compute where AVX-512 allows, not look up", "[ops]") {
+// Where AVX-512 is compiled in, bf16 sqrt and rsqrt compute from 256 offsets instead of looking
+// up the table: the offsets must have passed their check against the table (else they are not
+// used, and the tests above would only have tested the table).
+TEST_CASE("bf16 sqrt and rsqrt compute where AVX-512 allows, not look up", "[ops]") {
   CHECK(vec::bf16_half_exponent_offsets<UnaryOp::sqrt>().exact);
   CHECK(vec::bf16_half_exponent_offsets<UnaryOp::rsqrt>().exact);
-#if defined(__AVX512BF16__) && defined(__AVX512DQ__)
-  CHECK(vec::bf16_lanes_exact<UnaryOp::exp>());
-  CHECK(vec::bf16_lanes_exact<UnaryOp::log>());
-  CHECK(vec::bf16_lanes_exact<UnaryOp::sigmoid>());
-  CHECK(vec::bf16_lanes_exact<UnaryOp::tanh>());
-  CHECK(vec::bf16_lanes_exact<UnaryOp::silu>());
-  CHECK(vec::bf16_lanes_exact<UnaryOp::gelu>());
-#endif
 }
 #endif
-
-// Every table op on a run of bf16 values of a length that is no multiple of any vector width,
-// starting at an odd element: the vector loops' last partial vectors.
-TEST_CASE("bf16 table ops on odd lengths equal the f32 ops rounded", "[ops]") {
-  std::vector<float> values;
-  for (uint32_t bits = 0x3e01; bits < 0x3e01 + 1001; ++bits) {
-    values.push_back(std::bit_cast<float>(bits << 16));
-  }
-  const Tensor x = f32_tensor(values).to(DType::bf16).narrow(0, 1, 999);
-  for (const UnaryCase& c : kForwardCases) {
-    SECTION(c.name) {
-      CHECK(f32_values(unary(c.op, x)) ==
-            f32_values(unary(c.op, x.to(DType::f32)).to(DType::bf16)));
-    }
-  }
-}
 
 namespace {
 

@@ -1,0 +1,247 @@
+// bf16 unary ops computed on AVX-512 lanes (ops/cpu_vectorised_unary.hpp's bf16 kernels for exp,
+// log, sigmoid, tanh, silu, gelu, softplus forward and silu, gelu, softplus backward). The
+// contract is faithful rounding: each result is one of the two bf16 values next to the exact
+// one (an error below one bf16 ulp), and specials are exact (NaN, infinities, zeros, saturation).
+// Rounding an f32 value whose relative error is below half a bf16 ulp (2^-9) to the nearest bf16
+// gives that, so the f32 forms here are lean: a degree-3 polynomial for 2^f (error 1e-4),
+// vrcp14ps (2^-14) for 1 / d, log and tanh from polynomials without tables, where the f32 kernels
+// need 1e-7; all within 0.3 of that half ulp on every bf16 input. Where a form cancels (silu' and
+// gelu' cross zero), it is as accurate as the result needs there. 32 bf16 values are read as one
+// vector and widened in two halves of 16 f32 lanes (the even and the odd elements, one operation
+// each); the results are rounded by vcvtne2ps2bf16 and put back in order by one vpermw.
+// vcvtne2ps2bf16 flushes denormals to 0, so every form has a range of inputs whose results stay
+// normal (or exactly 0, 1, inf); a vector of 32 with an input outside takes the f32 kernel's
+// result rounded (`scalar`), as does the last n % 32.
+#pragma once
+
+#if defined(__AVX512BW__) && defined(__AVX512BF16__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+
+#include <array>
+#include <bit>
+#include <cstdint>
+
+#include "ops/cpu_f32_lanes.hpp"
+#include "ops/cpu_vectorised.hpp"
+
+namespace dssm::vec {
+
+template <UnaryOp op>
+inline constexpr bool has_bf16_forward_lanes =
+    op == UnaryOp::exp || op == UnaryOp::log || op == UnaryOp::sigmoid || op == UnaryOp::tanh ||
+    op == UnaryOp::silu || op == UnaryOp::gelu || op == UnaryOp::softplus;
+template <UnaryOp op>
+inline constexpr bool has_bf16_derivative_lanes =
+    op == UnaryOp::silu || op == UnaryOp::gelu || op == UnaryOp::softplus;
+
+// 32 bf16 values as f32: the even elements are the low halves of the 32-bit words (shifted up),
+// the odd ones the high halves (the low half cleared).
+struct Bf16Halves {
+  __m512 even, odd;
+};
+inline Bf16Halves widen(__m512i bits) {
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(bits, 16)),
+          _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32(-65536)))};
+}
+
+// The word order that interleaves vcvtne2ps2bf16's halves again: element 2j is word j (from the
+// even lanes), element 2j + 1 is word 16 + j (the odd lanes).
+inline constexpr std::array<uint16_t, 32> kInterleave = [] {
+  std::array<uint16_t, 32> order{};
+  for (uint16_t k = 0; k < 32; ++k) order[k] = static_cast<uint16_t>(k / 2 + (k % 2) * 16);
+  return order;
+}();
+
+// The two halves rounded to bf16 (to nearest even; denormals become 0) and put back in order.
+inline __m512i narrow(__m512 even, __m512 odd) {
+  const auto halves = std::bit_cast<__m512i>(_mm512_cvtne2ps_pbh(odd, even));
+  return _mm512_permutexvar_epi16(_mm512_loadu_si512(kInterleave.data()), halves);
+}
+
+// The inputs a form covers: bits (of |x| where `symmetric`) in [low, high], where its results
+// are normal or exactly 0, 1 or inf. 2^-120 (0x0380) and up for the ops that are about x or x / 2
+// near 0; 87 (0x42ae) for the ones with e^+-x, whose results stay above 2^-126 there.
+struct LaneInputs {
+  uint16_t low, high;
+  bool symmetric;
+};
+template <UnaryOp op>
+constexpr LaneInputs lane_inputs() {
+  if constexpr (op == UnaryOp::exp || op == UnaryOp::sigmoid || op == UnaryOp::softplus) {
+    return {0, 0x42ae, true};
+  }
+  if constexpr (op == UnaryOp::silu) return {0x0380, 0x42ae, true};
+  if constexpr (op == UnaryOp::tanh) return {0x0380, 0x7f7f, true};  // finite
+  if constexpr (op == UnaryOp::gelu) return {0x0380, 0x4118, true};  // 9.5: |2u| <= 77
+  return {0x0080, 0x7f3f, false};  // log: positive normal, below 1.5 2^127
+}
+// The lanes of 32 bf16 values outside op's inputs: bits - low > high - low, unsigned.
+template <UnaryOp op>
+inline __mmask32 outside_inputs(__m512i bits) {
+  constexpr LaneInputs inputs = lane_inputs<op>();
+  const __m512i b = inputs.symmetric ? _mm512_and_si512(bits, _mm512_set1_epi16(0x7fff)) : bits;
+  return _mm512_cmpgt_epu16_mask(_mm512_sub_epi16(b, _mm512_set1_epi16(inputs.low)),
+                                 _mm512_set1_epi16(static_cast<int16_t>(inputs.high - inputs.low)));
+}
+
+// 2^t: t = n + f with n = floor(t) and f in [0, 1) (vreduceps, exact), 2^f by a polynomial fitted
+// at Chebyshev nodes, then times 2^n by vscalefps (inf or 0 where that leaves the range). Degree
+// 3: relative error 1.0e-4; degree 4: 3.5e-6, for the derivatives that cancel.
+inline __m512 exp2_fraction(__m512 t) {
+  return _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+}
+inline __m512 exp2_lean(__m512 t) {
+  const __m512 f = exp2_fraction(t);
+  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0.07896725833f), _mm512_set1_ps(0.2246931493f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.6963247657f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.9999002814f));
+  return _mm512_scalef_ps(p, t);
+}
+inline __m512 exp2_accurate(__m512 t) {
+  const __m512 f = exp2_fraction(t);
+  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0.01367030945f), _mm512_set1_ps(0.0517449975f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.241604358f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.6929728985f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(1.000003457f));
+  return _mm512_scalef_ps(p, t);
+}
+
+// 1 / (1 + 2^t) within 1.6e-4 (the polynomial and vrcp14ps): sigmoid(x) at t = -x log2(e).
+inline __m512 logistic_lean(__m512 t) {
+  return _mm512_rcp14_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), exp2_lean(t)));
+}
+
+// log(x) for positive normal x below 1.5 2^127: x = 2^k m with m in [0.75, 1.5) (vgetmantps), k
+// the exponent of 4x / 3 (vgetexpps), and log(m) = f + f^2 p(f), f = m - 1, p of degree 3 fitted
+// at Chebyshev nodes (relative error 1.3e-4).
+inline __m512 log_lanes(__m512 x) {
+  const __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_zero);
+  const __m512 k = _mm512_getexp_ps(_mm512_mul_ps(x, _mm512_set1_ps(4.0f / 3.0f)));
+  const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0.1466150284f), _mm512_set1_ps(-0.2584685981f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.3365969062f));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(-0.4999370575f));
+  const __m512 log_m = _mm512_fmadd_ps(_mm512_mul_ps(f, f), p, f);
+  return _mm512_fmadd_ps(k, _mm512_set1_ps(0.693147180559945309f), log_m);
+}
+
+// tanh(x) = x p(x^2) / q(x^2) for |x| <= 4.5, p and q quadratic (q(0) = 1), interpolating at
+// Chebyshev nodes; beyond, x is clamped: tanh(4.5) is within 2.5e-4 of 1 (relative error 2.9e-4
+// in all).
+inline __m512 tanh_lanes(__m512 x) {
+  const __m512 clamped =
+      _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.5f)), _mm512_set1_ps(-4.5f));
+  const __m512 y = _mm512_mul_ps(clamped, clamped);
+  __m512 p = _mm512_fmadd_ps(y, _mm512_set1_ps(0.0006440927973f), _mm512_set1_ps(0.1010030359f));
+  p = _mm512_fmadd_ps(y, p, _mm512_set1_ps(0.9997062683f));
+  __m512 q = _mm512_fmadd_ps(y, _mm512_set1_ps(0.01247817744f), _mm512_set1_ps(0.43347615f));
+  q = _mm512_fmadd_ps(y, q, _mm512_set1_ps(1.0f));
+  return _mm512_mul_ps(_mm512_mul_ps(clamped, p), _mm512_rcp14_ps(q));
+}
+
+// gelu's -2u log2(e) = x (a + b x^2), a and b gelu_twice_inner()'s times -log2(e).
+inline __m512 gelu_exponent(__m512 x, __m512 x2) {
+  return _mm512_mul_ps(x, _mm512_fmadd_ps(x2, _mm512_set1_ps(-kGelu2 * 0.044715f * kLog2e),
+                                          _mm512_set1_ps(-kGelu2 * kLog2e)));
+}
+
+// softplus(x) = max(x, 0) + log1p(e), e = e^-|x| in (0, 1]; log1p(e) = e p(e), p fitted at
+// Chebyshev nodes (relative error 4.4e-4).
+inline __m512 softplus_lean(__m512 x) {
+  const __m512 e = exp2_lean(_mm512_mul_ps(negative_abs(x), _mm512_set1_ps(kLog2e)));
+  __m512 p = _mm512_fmadd_ps(e, _mm512_set1_ps(-0.07323740423f), _mm512_set1_ps(0.2523185909f));
+  p = _mm512_fmadd_ps(e, p, _mm512_set1_ps(-0.4857423604f));
+  p = _mm512_fmadd_ps(e, p, _mm512_set1_ps(0.9995653629f));
+  return _mm512_fmadd_ps(e, p, _mm512_max_ps(x, _mm512_setzero_ps()));
+}
+
+// op(x) on 16 lanes of covered inputs, within half a bf16 ulp.
+template <UnaryOp op>
+inline __m512 bf16_forward_form(__m512 x) {
+  if constexpr (op == UnaryOp::exp) {
+    return exp2_lean(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)));
+  } else if constexpr (op == UnaryOp::log) {
+    return log_lanes(x);
+  } else if constexpr (op == UnaryOp::sigmoid) {
+    return logistic_lean(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e)));
+  } else if constexpr (op == UnaryOp::silu) {
+    return _mm512_mul_ps(x, logistic_lean(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e))));
+  } else if constexpr (op == UnaryOp::tanh) {
+    return tanh_lanes(x);
+  } else if constexpr (op == UnaryOp::gelu) {
+    return _mm512_mul_ps(x, logistic_lean(gelu_exponent(x, _mm512_mul_ps(x, x))));  // x sig(2u)
+  } else {
+    static_assert(op == UnaryOp::softplus);
+    return softplus_lean(x);
+  }
+}
+
+// op'(x) on 16 lanes of covered inputs, within half a bf16 ulp. silu' and gelu' cross zero (at
+// -1.28 and -0.75), where their terms cancel: these take the degree-4 2^f and a Newton step on
+// the reciprocal (largest relative errors on bf16 inputs 9.6e-5 and 2.0e-5, at x = -1.28125 and
+// -0.75; with the degree-3 2^f, or without the Newton step, silu''s are 4.8e-3 and 5.4e-3, beyond
+// half an ulp).
+template <UnaryOp op>
+inline __m512 bf16_derivative_form(__m512 x) {
+  if constexpr (op == UnaryOp::softplus) {
+    return logistic_lean(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e)));  // sigmoid(x)
+  } else if constexpr (op == UnaryOp::silu) {
+    // silu' = s (1 + x (1 - s)), s = 1 / (1 + e), 1 - s = e s, e = e^-x.
+    const __m512 e = exp2_accurate(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e)));
+    const __m512 s = reciprocal_lanes(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    return _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_mul_ps(e, s), _mm512_set1_ps(1.0f)));
+  } else {
+    static_assert(op == UnaryOp::gelu);
+    // gelu' = sig (1 + 2 x u' (1 - sig)), sig = sigmoid(2u) = 1 / (1 + e), 1 - sig = e sig.
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    const __m512 e = exp2_accurate(gelu_exponent(x, x2));
+    const __m512 sig = reciprocal_lanes(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    const __m512 twice_x_du = _mm512_mul_ps(
+        x,
+        _mm512_fmadd_ps(x2, _mm512_set1_ps(kGelu2 * float(3 * 0.044715)), _mm512_set1_ps(kGelu2)));
+    return _mm512_mul_ps(sig,
+                         _mm512_fmadd_ps(twice_x_du, _mm512_mul_ps(e, sig), _mm512_set1_ps(1.0f)));
+  }
+}
+
+// y = op(x) on [begin, end), 32 elements a step; `scalar(i)` writes element i where a step has an
+// input outside the form's range, and the last (end - begin) % 32.
+template <UnaryOp op, typename Scalar>
+void bf16_lanes_forward(const bf16* x, bf16* y, int64_t begin, int64_t end, Scalar scalar) {
+  int64_t i = begin;
+  for (; i + 32 <= end; i += 32) {
+    const __m512i bits = _mm512_loadu_si512(x + i);
+    if (outside_inputs<op>(bits)) {
+      for (int64_t k = i; k < i + 32; ++k) scalar(k);
+      continue;
+    }
+    const Bf16Halves v = widen(bits);
+    _mm512_storeu_si512(y + i, narrow(bf16_forward_form<op>(v.even), bf16_forward_form<op>(v.odd)));
+  }
+  for (; i < end; ++i) scalar(i);
+}
+
+// dx = g op'(x) on [begin, end) as bf16_lanes_forward(); also where a product is denormal in f32
+// (which vcvtne2ps2bf16 would flush to 0), `scalar` writes the step.
+template <UnaryOp op, typename Scalar>
+void bf16_lanes_backward(const bf16* g, const bf16* x, bf16* dx, int64_t begin, int64_t end,
+                         Scalar scalar) {
+  constexpr int kDenormal = 0x20;  // vfpclassps's category
+  int64_t i = begin;
+  for (; i + 32 <= end; i += 32) {
+    const __m512i bits = _mm512_loadu_si512(x + i);
+    const Bf16Halves v = widen(bits), gv = widen(_mm512_loadu_si512(g + i));
+    const __m512 even = _mm512_mul_ps(gv.even, bf16_derivative_form<op>(v.even));
+    const __m512 odd = _mm512_mul_ps(gv.odd, bf16_derivative_form<op>(v.odd));
+    if (outside_inputs<op>(bits) || _mm512_fpclass_ps_mask(even, kDenormal) ||
+        _mm512_fpclass_ps_mask(odd, kDenormal)) {
+      for (int64_t k = i; k < i + 32; ++k) scalar(k);
+      continue;
+    }
+    _mm512_storeu_si512(dx + i, narrow(even, odd));
+  }
+  for (; i < end; ++i) scalar(i);
+}
+
+}  // namespace dssm::vec
+#endif
