@@ -1,8 +1,12 @@
 // The unary ops over arrays of float or bf16 data (ops/unary.cpp's CPU kernels): f32 through
-// map() of the forms in ops/cpu_vectorised.hpp; bf16 computed in f32 and rounded once, except the
-// transcendental ops, whose bf16 results are those of the f32 kernel rounded, read from a table of
-// them or, with AVX-512, from cheaper forms checked against that table on every bf16 value at
-// first use. tests/test_cpu_vectorised.cpp checks every bf16 value of every op.
+// map() of the forms in ops/cpu_vectorised.hpp (some on AVX-512 lanes, ops/cpu_f32_lanes.hpp).
+// bf16 results are faithfully rounded: one of the two bf16 values next to the exact result (an
+// error below one bf16 ulp; specials such as NaN, infinities, 0 and saturation exact), the
+// accuracy of computing in f32 and rounding once. The plain ops do just that; the transcendental
+// ones read the f32 kernel's result rounded from a table of all 65536 inputs or, with AVX-512,
+// compute cheaper f32 forms on lanes (ops/cpu_bf16_lanes.hpp; results may then differ from the
+// f32 kernel's rounded in the last bit); sqrt and rsqrt of bf16 equal the table's, from 256
+// offsets. tests/test_cpu_vectorised.cpp checks every bf16 value of every op against f64.
 #pragma once
 
 #ifdef __AVX512BW__
@@ -21,11 +25,11 @@
 namespace dssm::vec {
 
 // bf16 has 65536 values, so a bf16 op can be a lookup in a table of its results, computed once
-// (on first use) by the f32 kernel and rounded: one load per element whatever the function, and
-// results equal to the f32 op's rounded to bf16, exactly. (Computing in f32 per element costs the
-// f32 op's arithmetic on half its bytes.) Tables: the ops whose f32 form costs more than a lookup
-// (not pow, whose table would depend on its parameter); backward looks up f'(x) in f32 for the
-// ops that save x and whose derivative is transcendental, and multiplies by g.
+// (on first use) by the f32 kernel and rounded: one load per element whatever the function.
+// Without AVX-512 these are the bf16 kernels; with it, they serve the inputs outside the lanes'
+// ranges. Tables: the ops whose f32 form costs more than a lookup (not pow, whose table would
+// depend on its parameter); backward looks up f'(x) in f32 for the ops that save x and whose
+// derivative is transcendental, and multiplies by g.
 template <UnaryOp op>
 inline constexpr bool has_bf16_table =
     op == UnaryOp::exp || op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt ||
