@@ -90,10 +90,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     ready.pop_back();
     std::vector<Tensor> grads = std::move(buffer_of(node));
     buffers.erase(node);
-    check(!node->released, "backward",
-          "the graph through '{}' was already freed by an earlier backward(); pass "
-          "retain_graph=true to the first backward to run it twice",
-          node->name);
+    DSSM_CHECK(!node->released, "backward",
+               "the graph through '{}' was already freed by an earlier backward(); pass "
+               "retain_graph=true to the first backward to run it twice",
+               node->name);
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) {
         const OutputInfo& out = node->outputs[i];
@@ -107,9 +107,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       std::vector<bool> needs(node->next.size());
       for (size_t i = 0; i < needs.size(); ++i) needs[i] = node->next[i].node != nullptr;
       input_grads = node->backward(BackwardArgs{grads, needs});
-      check(input_grads.size() == node->next.size(), "backward",
-            "'{}' returned {} gradients for {} inputs", node->name, input_grads.size(),
-            node->next.size());
+      DSSM_CHECK(input_grads.size() == node->next.size(), "backward",
+                 "'{}' returned {} gradients for {} inputs", node->name, input_grads.size(),
+                 node->next.size());
     }
     if (!retain_graph) {
       node->backward = nullptr;
@@ -119,9 +119,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       const Edge& edge = node->next[i];
       if (!edge.node) continue;
       if (input_grads[i].defined()) {
-        check(input_grads[i].shape() == node->input_shapes[i], "backward",
-              "'{}' returned a gradient of shape {} for input {} of shape {}", node->name,
-              shape_str(input_grads[i].shape()), i, shape_str(node->input_shapes[i]));
+        DSSM_CHECK(input_grads[i].shape() == node->input_shapes[i], "backward",
+                   "'{}' returned a gradient of shape {} for input {} of shape {}", node->name,
+                   shape_str(input_grads[i].shape()), i, shape_str(node->input_shapes[i]));
         accumulate(buffer_of(edge.node.get())[edge.slot], input_grads[i]);
       }
       if (--dependencies[edge.node.get()] == 0) {

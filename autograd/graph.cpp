@@ -38,8 +38,8 @@ bool any_requires_grad(const std::vector<Tensor>& tensors) {
   return false;
 }
 
-void record(const char* name, const std::vector<Tensor>& inputs,
-            const std::vector<Tensor>& outputs, BackwardFn backward) {
+void record(const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+            BackwardFn backward) {
   if (!any_requires_grad(inputs)) return;
   auto node = std::make_shared<Node>();
   node->name = name;
@@ -64,21 +64,26 @@ bool Tensor::requires_grad() const {
 }
 
 Tensor& Tensor::set_requires_grad(bool requires_grad) {
-  check(!requires_grad || is_floating(dtype()), "set_requires_grad",
-        "only floating tensors can require a gradient, got {}", describe(*this));
-  check(is_leaf(), "set_requires_grad",
-        "can only be set on a leaf (a tensor not produced by a recorded op); use detach() first");
+  DSSM_CHECK(!requires_grad || is_floating(dtype()), "set_requires_grad",
+             "only floating tensors can require a gradient, got {}", describe(*this));
+  DSSM_CHECK(
+      is_leaf(), "set_requires_grad",
+      "can only be set on a leaf (a tensor not produced by a recorded op); use detach() first");
   meta_of(*this).requires_grad = requires_grad;
   return *this;
 }
 
-bool Tensor::is_leaf() const { return !impl().autograd || !impl().autograd->grad_fn; }
+bool Tensor::is_leaf() const {
+  return !impl().autograd || !impl().autograd->grad_fn;
+}
 
-Tensor Tensor::grad() const { return impl().autograd ? impl().autograd->grad : Tensor(); }
+Tensor Tensor::grad() const {
+  return impl().autograd ? impl().autograd->grad : Tensor();
+}
 
 void Tensor::set_grad(const Tensor& grad) const {
-  check(!grad.defined() || grad.shape() == shape(), "set_grad",
-        "gradient {} does not match tensor {}", describe(grad), describe(*this));
+  DSSM_CHECK(!grad.defined() || grad.shape() == shape(), "set_grad",
+             "gradient {} does not match tensor {}", describe(grad), describe(*this));
   meta_of(*this).grad = grad;
 }
 
@@ -93,18 +98,18 @@ Tensor Tensor::detach() const {
 }
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
-  check(requires_grad(), "backward",
-        "tensor {} does not require grad (no input of its graph has requires_grad set)",
-        describe(*this));
+  DSSM_CHECK(requires_grad(), "backward",
+             "tensor {} does not require grad (no input of its graph has requires_grad set)",
+             describe(*this));
   Tensor seed = grad;
   if (!seed.defined()) {
-    check(numel() == 1, "backward",
-          "a gradient must be given for a non-scalar output {} (only scalars default to 1)",
-          describe(*this));
+    DSSM_CHECK(numel() == 1, "backward",
+               "a gradient must be given for a non-scalar output {} (only scalars default to 1)",
+               describe(*this));
     seed = Tensor::ones(shape(), dtype(), device());
   }
-  check(seed.shape() == shape(), "backward", "gradient {} does not match output {}",
-        describe(seed), describe(*this));
+  DSSM_CHECK(seed.shape() == shape(), "backward", "gradient {} does not match output {}",
+             describe(seed), describe(*this));
   run_backward({*this}, {seed}, retain_graph);
 }
 

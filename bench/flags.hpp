@@ -22,8 +22,8 @@ class Flags {
     known.insert({"--device", "--dtype"});
     for (int i = 1; i < argc; i += 2) {
       const std::string name = argv[i];
-      check(known.count(name) > 0 && i + 1 < argc, bench, "unknown option or missing value: {}",
-            name);
+      DSSM_CHECK(known.count(name) > 0 && i + 1 < argc, bench,
+                 "unknown option or missing value: {}", name);
       values_[name] = argv[i + 1];
     }
     device = Device::parse(text("--device", "cpu"));

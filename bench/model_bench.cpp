@@ -66,7 +66,7 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     const auto value = [&]() -> std::string {
-      check(i + 1 < argc, "model_bench", "{} needs a value", flag);
+      DSSM_CHECK(i + 1 < argc, "model_bench", "{} needs a value", flag);
       return argv[++i];
     };
     if (flag == "--config")
@@ -95,8 +95,8 @@ Options parse(int argc, char** argv) {
       fail("model_bench", "unknown option '{}' (see the comment at the top of model_bench.cpp)",
            flag);
   }
-  check(!o.config.empty(), "model_bench",
-        "--config is required (e.g. configs/densretnet-350m.json)");
+  DSSM_CHECK(!o.config.empty(), "model_bench",
+             "--config is required (e.g. configs/densretnet-350m.json)");
   const bool gpu = o.device.is_cuda();
   o.dtype = dtype_from_name(dtype.empty() ? (gpu ? "bf16" : "f32") : dtype);
   auto or_default = [](int64_t& v, int64_t fallback) { v = v ? v : fallback; };
@@ -107,11 +107,12 @@ Options parse(int argc, char** argv) {
   o.batches = parse_list(batches.empty() ? (gpu ? "1,16" : "1,4") : batches);
   o.prompts = parse_list(prompts.empty() ? (gpu ? "512,2048,8192" : "64,256") : prompts);
   std::sort(o.prompts.begin(), o.prompts.end());
-  check(o.batch > 0 && o.length > 0 && o.steps > 0 && o.warmup >= 0 && o.decode > 0, "model_bench",
-        "expected positive --batch, --length, --steps, --decode, got {}, {}, {}, {}", o.batch,
-        o.length, o.steps, o.decode);
-  for (int64_t v : o.batches) check(v > 0, "model_bench", "expected --batches > 0, got {}", v);
-  for (int64_t v : o.prompts) check(v > 0, "model_bench", "expected --prompts > 0, got {}", v);
+  DSSM_CHECK(o.batch > 0 && o.length > 0 && o.steps > 0 && o.warmup >= 0 && o.decode > 0,
+             "model_bench",
+             "expected positive --batch, --length, --steps, --decode, got {}, {}, {}, {}", o.batch,
+             o.length, o.steps, o.decode);
+  for (int64_t v : o.batches) DSSM_CHECK(v > 0, "model_bench", "expected --batches > 0, got {}", v);
+  for (int64_t v : o.prompts) DSSM_CHECK(v > 0, "model_bench", "expected --prompts > 0, got {}", v);
   return o;
 }
 
@@ -235,7 +236,7 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     if (o.device.is_cuda()) cuda::require_device(o.device.index);
     std::ifstream in(o.config);
-    check(in.good(), "model_bench", "cannot open '{}'", o.config);
+    DSSM_CHECK(in.good(), "model_bench", "cannot open '{}'", o.config);
     const nlohmann::json file = nlohmann::json::parse(in);
     const nlohmann::json config = file.contains("model") ? file.at("model") : file;
     auto model = models::make_model(config, 0);

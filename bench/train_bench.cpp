@@ -50,7 +50,7 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     const auto value = [&]() -> std::string {
-      check(i + 1 < argc, "train_bench", "{} needs a value", flag);
+      DSSM_CHECK(i + 1 < argc, "train_bench", "{} needs a value", flag);
       return argv[++i];
     };
     if (flag == "--device")

@@ -102,8 +102,8 @@ __global__ void sum_squares_kernel(const Segment* segments, const Chunk* chunks,
 }
 
 void check_f32(const Tensor& t, const char* what, const Device& device) {
-  check(t.dtype() == DType::f32 && t.is_contiguous() && t.device() == device, what,
-        "expected a contiguous f32 tensor on {}, got {}", device.str(), describe(t));
+  DSSM_CHECK(t.dtype() == DType::f32 && t.is_contiguous() && t.device() == device, what,
+             "expected a contiguous f32 tensor on {}, got {}", device.str(), describe(t));
 }
 
 }  // namespace
@@ -119,9 +119,9 @@ void adamw_step(const std::vector<AdamWTensor>& tensors, const Tensor& exp_avg,
   for (const AdamWTensor& t : tensors) {
     check_f32(t.param, "adamw_step", device);
     check_f32(t.grad, "adamw_step", device);
-    check(t.state_offset + t.param.numel() <= exp_avg.numel(), "adamw_step",
-          "moments [{}, {}) past the state buffer of {} elements", t.state_offset,
-          t.state_offset + t.param.numel(), exp_avg.numel());
+    DSSM_CHECK(t.state_offset + t.param.numel() <= exp_avg.numel(), "adamw_step",
+               "moments [{}, {}) past the state buffer of {} elements", t.state_offset,
+               t.state_offset + t.param.numel(), exp_avg.numel());
     segments.push_back(
         {.param = t.param.data<float>(),
          .grad = t.grad.data<float>(),

@@ -44,8 +44,8 @@ class CachingAllocator final : public Allocator {
     if (nbytes == 0) return nullptr;
     int device = 0;
     DSSM_CUDA_CHECK(cudaGetDevice(&device));
-    check(nbytes <= kMaxRequest, "cuda allocator", "cannot allocate {} bytes on cuda:{}", nbytes,
-          device);
+    DSSM_CHECK(nbytes <= kMaxRequest, "cuda allocator", "cannot allocate {} bytes on cuda:{}",
+               nbytes, device);
     const size_t size = size_class(nbytes);
     std::lock_guard lock(mutex_);
     std::vector<void*>& cached = free_[{device, size}];
@@ -67,7 +67,7 @@ class CachingAllocator final : public Allocator {
     if (ptr == nullptr) return;
     std::lock_guard lock(mutex_);
     const auto it = live_.find(ptr);
-    check(it != live_.end(), "cuda allocator", "freeing {} which it did not allocate", ptr);
+    DSSM_CHECK(it != live_.end(), "cuda allocator", "freeing {} which it did not allocate", ptr);
     const Block block = it->second;
     live_.erase(it);
     stats_.in_use_bytes -= block.size;

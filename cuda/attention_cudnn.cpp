@@ -122,8 +122,8 @@ cudnnHandle_t cudnn_handle() {
   static std::array<cudnnHandle_t, kMaxDevices> handles{};
   static std::array<std::once_flag, kMaxDevices> created;
   int device = -1;
-  check(cudaGetDevice(&device) == cudaSuccess && device >= 0 && device < kMaxDevices, kOp,
-        "no usable current CUDA device (got {})", device);
+  DSSM_CHECK(cudaGetDevice(&device) == cudaSuccess && device >= 0 && device < kMaxDevices, kOp,
+             "no usable current CUDA device (got {})", device);
   std::call_once(created[device], [&] {
     check_cudnn(cudnnCreate(&handles[device]), "cudnnCreate");
     check_cudnn(cudnnSetStream(handles[device], current_stream()), "cudnnSetStream");
@@ -640,19 +640,20 @@ bool cudnn_compatible(const Tensor& t) {
 }
 
 void check_operand(const Tensor& t, const Tensor& q, const char* name) {
-  check(t.dtype() == DType::bf16 && t.is_cuda() && t.device() == q.device(), kOp,
-        "expected {} in bf16 on {}, got {}", name, q.device().str(), describe(t));
-  check(cudnn_compatible(t), kOp,
-        "expected {} with a contiguous last dim, strides that are multiples of 8 and a 16-byte "
-        "aligned start, got {} with strides {}",
-        name, describe(t), shape_str(t.strides()));
+  DSSM_CHECK(t.dtype() == DType::bf16 && t.is_cuda() && t.device() == q.device(), kOp,
+             "expected {} in bf16 on {}, got {}", name, q.device().str(), describe(t));
+  DSSM_CHECK(
+      cudnn_compatible(t), kOp,
+      "expected {} with a contiguous last dim, strides that are multiples of 8 and a 16-byte "
+      "aligned start, got {} with strides {}",
+      name, describe(t), shape_str(t.strides()));
 }
 
 Layout layout_of(const Tensor& q, const Tensor& k, const Tensor& v) {
-  check(q.dim() == 4 && k.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) &&
-            q.size(1) == k.size(1) && q.size(3) == k.size(3) && q.size(2) <= k.size(2),
-        kOp, "expected q [B, H, T, d], k and v [B, H, S, d] with S >= T, got {}, {}, {}",
-        describe(q), describe(k), describe(v));
+  DSSM_CHECK(q.dim() == 4 && k.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) &&
+                 q.size(1) == k.size(1) && q.size(3) == k.size(3) && q.size(2) <= k.size(2),
+             kOp, "expected q [B, H, T, d], k and v [B, H, S, d] with S >= T, got {}, {}, {}",
+             describe(q), describe(k), describe(v));
   check_operand(q, q, "q");
   check_operand(k, q, "k");
   check_operand(v, q, "v");
@@ -676,19 +677,21 @@ bool same_strides(const Tensor& t, const Dims& strides) {
 }
 
 void check_output_layout(const Tensor& t, const Layout& l, const Tensor& q, const char* name) {
-  check(t.shape() == q.shape() && t.dtype() == q.dtype() && t.device() == q.device() &&
-            same_strides(t, l.out_strides()) && reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0,
-        kOp,
-        "expected {} as a [B, H, T, d] view of a [B, T, H, d] buffer (strides {}), got {} "
-        "with strides {}",
-        name, shape_str(l.out_strides()), describe(t), shape_str(t.strides()));
+  DSSM_CHECK(t.shape() == q.shape() && t.dtype() == q.dtype() && t.device() == q.device() &&
+                 same_strides(t, l.out_strides()) &&
+                 reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0,
+             kOp,
+             "expected {} as a [B, H, T, d] view of a [B, T, H, d] buffer (strides {}), got {} "
+             "with strides {}",
+             name, shape_str(l.out_strides()), describe(t), shape_str(t.strides()));
 }
 
 void check_packed(const Tensor& t, const Dims& dims, DType dtype, const Tensor& q,
                   const char* name) {
-  check(t.shape() == dims && t.dtype() == dtype && t.device() == q.device() && t.is_contiguous(),
-        kOp, "expected {} as a contiguous {}{} on {}, got {}", name, dtype_name(dtype),
-        shape_str(dims), q.device().str(), describe(t));
+  DSSM_CHECK(
+      t.shape() == dims && t.dtype() == dtype && t.device() == q.device() && t.is_contiguous(), kOp,
+      "expected {} as a contiguous {}{} on {}, got {}", name, dtype_name(dtype), shape_str(dims),
+      q.device().str(), describe(t));
 }
 
 }  // namespace

@@ -50,8 +50,8 @@ DeviceBlas& device_blas() {
   static std::array<std::once_flag, kMaxDevices> created;
   int device = 0;
   DSSM_CUDA_CHECK(cudaGetDevice(&device));
-  check(device < kMaxDevices, "cublas", "device index {} beyond the supported {}", device,
-        kMaxDevices);
+  DSSM_CHECK(device < kMaxDevices, "cublas", "device index {} beyond the supported {}", device,
+             kMaxDevices);
   DeviceBlas& h = per_device[device];
   std::call_once(created[device], [&] {
     DSSM_CUBLAS_CHECK(cublasCreate(&h.blas));
@@ -146,7 +146,7 @@ cublasLtMatmulAlgo_t choose_algorithm(cublasLtHandle_t lt, const LtPlan& plan,
   }
   cublasLtMatmulPreferenceDestroy(preference);
   DSSM_CUBLAS_CHECK(status);
-  check(returned > 0, "matmul", "cuBLASLt has no algorithm for {}", what);
+  DSSM_CHECK(returned > 0, "matmul", "cuBLASLt has no algorithm for {}", what);
   return heuristic.algo;
 }
 
@@ -197,8 +197,8 @@ void lt_gemm(const Tensor& out, const Operand& first, const Operand& second, int
 }
 
 int as_int(int64_t value, const char* what) {
-  check(value <= std::numeric_limits<int>::max(), "matmul", "{} = {} exceeds cuBLAS's int range",
-        what, value);
+  DSSM_CHECK(value <= std::numeric_limits<int>::max(), "matmul",
+             "{} = {} exceeds cuBLAS's int range", what, value);
   return static_cast<int>(value);
 }
 
@@ -223,15 +223,16 @@ bool allow_tf32() {
 }
 
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
-  check(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, "matmul",
-        "expected [B, M, K] @ [B, K, N] -> [B, M, N], got {} @ {} -> {}", describe(a), describe(b),
-        describe(out));
+  DSSM_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, "matmul",
+             "expected [B, M, K] @ [B, K, N] -> [B, M, N], got {} @ {} -> {}", describe(a),
+             describe(b), describe(out));
   const int64_t B = out.size(0), M = out.size(1), N = out.size(2), K = a.size(2);
-  check(a.size(0) == B && b.size(0) == B && a.size(1) == M && b.size(1) == K && b.size(2) == N,
-        "matmul", "shapes do not chain: {} @ {} -> {}", describe(a), describe(b), describe(out));
-  check(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "matmul",
-        "dtype mismatch: {} @ {} -> {}", describe(a), describe(b), describe(out));
-  check(out.is_contiguous(), "matmul", "expected a contiguous output, got {}", describe(out));
+  DSSM_CHECK(a.size(0) == B && b.size(0) == B && a.size(1) == M && b.size(1) == K && b.size(2) == N,
+             "matmul", "shapes do not chain: {} @ {} -> {}", describe(a), describe(b),
+             describe(out));
+  DSSM_CHECK(a.dtype() == out.dtype() && b.dtype() == out.dtype(), "matmul",
+             "dtype mismatch: {} @ {} -> {}", describe(a), describe(b), describe(out));
+  DSSM_CHECK(out.is_contiguous(), "matmul", "expected a contiguous output, got {}", describe(out));
   if (out.numel() == 0) return;
   require_device(out.device().index);
   if (K == 0) {  // an empty sum

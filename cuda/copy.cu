@@ -40,8 +40,8 @@ __global__ void convert_strided(To* dst, StridedIndexer dst_index, const From* s
 }  // namespace
 
 void copy_strided(const Tensor& dst, const Tensor& src) {
-  check(dst.shape() == src.shape() && dst.device() == src.device(), "copy",
-        "expected one shape on one device, got {} and {}", describe(dst), describe(src));
+  DSSM_CHECK(dst.shape() == src.shape() && dst.device() == src.device(), "copy",
+             "expected one shape on one device, got {} and {}", describe(dst), describe(src));
   const int64_t n = dst.numel();
   if (n == 0) return;
   require_device(dst.device().index);

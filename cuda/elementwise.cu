@@ -96,8 +96,8 @@ __global__ void binary_strided(T* out, const T* a, StridedIndexer a_index, const
 }
 
 void check_dense(const char* op, const Tensor& t) {
-  check(t.is_contiguous(), op, "CUDA kernel expects contiguous tensors, got a view {}",
-        describe(t));
+  DSSM_CHECK(t.is_contiguous(), op, "CUDA kernel expects contiguous tensors, got a view {}",
+             describe(t));
 }
 
 }  // namespace

@@ -25,8 +25,8 @@ __global__ void philox_fill(T* dst, uint64_t seed, uint64_t first, int64_t n) {
 }  // namespace
 
 void fill_random(const Tensor& dst, uint64_t seed, uint64_t first, bool normal) {
-  check(dst.is_contiguous(), "rand", "expected a contiguous destination, got a view {}",
-        describe(dst));
+  DSSM_CHECK(dst.is_contiguous(), "rand", "expected a contiguous destination, got a view {}",
+             describe(dst));
   const int64_t n = dst.numel();
   if (n == 0) return;
   require_device(dst.device().index);

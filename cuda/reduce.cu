@@ -163,15 +163,15 @@ __global__ void scatter_rows_kernel(T* out, const T* values, const int64_t* indi
 }  // namespace
 
 void reduce_rows(ReduceOp op, const Tensor& out, const Tensor& indices, const Tensor& rows) {
-  check(rows.dim() == 2 && rows.is_contiguous(), "reduce_rows",
-        "expected a contiguous [outer, inner] tensor, got {}", describe(rows));
-  check(out.is_contiguous() && out.numel() == rows.size(0) && out.dtype() == rows.dtype(),
-        "reduce_rows", "expected a contiguous output of {} {} values, got {}", rows.size(0),
-        dtype_name(rows.dtype()), describe(out));
-  check(!indices.defined() || (indices.dtype() == DType::i64 && indices.is_contiguous() &&
-                               indices.numel() == rows.size(0)),
-        "reduce_rows", "expected i64 indices of {} elements, got {}", rows.size(0),
-        describe(indices));
+  DSSM_CHECK(rows.dim() == 2 && rows.is_contiguous(), "reduce_rows",
+             "expected a contiguous [outer, inner] tensor, got {}", describe(rows));
+  DSSM_CHECK(out.is_contiguous() && out.numel() == rows.size(0) && out.dtype() == rows.dtype(),
+             "reduce_rows", "expected a contiguous output of {} {} values, got {}", rows.size(0),
+             dtype_name(rows.dtype()), describe(out));
+  DSSM_CHECK(!indices.defined() || (indices.dtype() == DType::i64 && indices.is_contiguous() &&
+                                    indices.numel() == rows.size(0)),
+             "reduce_rows", "expected i64 indices of {} elements, got {}", rows.size(0),
+             describe(indices));
   if (rows.size(0) == 0) return;
   require_device(rows.device().index);
   dispatch_floating(rows.dtype(), "reduce_rows", [&]<typename T>() {
@@ -184,14 +184,15 @@ void reduce_rows(ReduceOp op, const Tensor& out, const Tensor& indices, const Te
 }
 
 void scatter_rows(const Tensor& out, const Tensor& values, const Tensor& indices) {
-  check(out.dim() == 2 && out.is_contiguous() && values.is_contiguous() &&
-            values.numel() == out.size(0) && values.dtype() == out.dtype(),
-        "scatter_rows",
-        "expected a contiguous [outer, inner] output and outer values, got {} and {}",
-        describe(out), describe(values));
-  check(indices.dtype() == DType::i64 && indices.is_contiguous() && indices.numel() == out.size(0),
-        "scatter_rows", "expected i64 indices of {} elements, got {}", out.size(0),
-        describe(indices));
+  DSSM_CHECK(out.dim() == 2 && out.is_contiguous() && values.is_contiguous() &&
+                 values.numel() == out.size(0) && values.dtype() == out.dtype(),
+             "scatter_rows",
+             "expected a contiguous [outer, inner] output and outer values, got {} and {}",
+             describe(out), describe(values));
+  DSSM_CHECK(
+      indices.dtype() == DType::i64 && indices.is_contiguous() && indices.numel() == out.size(0),
+      "scatter_rows", "expected i64 indices of {} elements, got {}", out.size(0),
+      describe(indices));
   const int64_t outer = out.size(0);
   if (outer == 0) return;
   require_device(out.device().index);

@@ -22,8 +22,8 @@ struct PerHead {
 };
 
 PerHead per_head(const std::vector<double>& values, const char* op) {
-  check(values.size() <= kMaxHeads, op, "expected at most {} heads on CUDA, got {}", kMaxHeads,
-        values.size());
+  DSSM_CHECK(values.size() <= kMaxHeads, op, "expected at most {} heads on CUDA, got {}", kMaxHeads,
+             values.size());
   PerHead p{};
   for (size_t h = 0; h < values.size(); ++h) p.value[h] = values[h];
   return p;

@@ -33,8 +33,8 @@ __global__ void rotary_kernel(T* out, const T* x, int64_t length, int64_t pairs,
 
 void rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse, double base,
             double divisor) {
-  check(out.is_contiguous() && x.is_contiguous(), "rotary",
-        "CUDA kernel expects contiguous tensors, got {} and {}", describe(out), describe(x));
+  DSSM_CHECK(out.is_contiguous() && x.is_contiguous(), "rotary",
+             "CUDA kernel expects contiguous tensors, got {} and {}", describe(out), describe(x));
   require_device(x.device().index);
   const int64_t total = x.numel() / 2;
   if (total == 0) return;

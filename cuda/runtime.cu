@@ -40,8 +40,8 @@ bool available() {
 // Makes `index` the current device of this thread, so that allocations and launches go there.
 void require_device(int index) {
   const int count = device_count();
-  check(count > 0, "cuda", "no CUDA device is visible (cuda:{} requested)", index);
-  check(index >= 0 && index < count, "cuda", "device {} requested, {} visible", index, count);
+  DSSM_CHECK(count > 0, "cuda", "no CUDA device is visible (cuda:{} requested)", index);
+  DSSM_CHECK(index >= 0 && index < count, "cuda", "device {} requested, {} visible", index, count);
   int current = -1;
   DSSM_CUDA_CHECK(cudaGetDevice(&current));
   if (current != index) DSSM_CUDA_CHECK(cudaSetDevice(index));
@@ -54,8 +54,8 @@ constexpr int kMaxDevices = 16;
 int current_device() {
   int device = 0;
   DSSM_CUDA_CHECK(cudaGetDevice(&device));
-  check(device < kMaxDevices, "cuda", "device index {} beyond the supported {}", device,
-        kMaxDevices);
+  DSSM_CHECK(device < kMaxDevices, "cuda", "device index {} beyond the supported {}", device,
+             kMaxDevices);
   return device;
 }
 
@@ -113,8 +113,8 @@ LaunchConfig elementwise_launch(int64_t n, unsigned threads) {
 // Drops size-1 dims and merges neighbours that are one run of memory: the linear-index-to-offset
 // map is unchanged, and a kernel does fewer divisions per element.
 StridedIndexer make_indexer(const Shape& shape, const Strides& strides) {
-  check(shape.size() == strides.size(), "cuda indexer", "shape {} and strides {} differ in rank",
-        shape_str(shape), shape_str(strides));
+  DSSM_CHECK(shape.size() == strides.size(), "cuda indexer",
+             "shape {} and strides {} differ in rank", shape_str(shape), shape_str(strides));
   std::vector<int64_t> sizes, steps;
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
@@ -127,9 +127,9 @@ StridedIndexer make_indexer(const Shape& shape, const Strides& strides) {
     }
   }
   StridedIndexer indexer;
-  check(sizes.size() <= StridedIndexer::kMaxDims, "cuda indexer",
-        "expected at most {} dims after merging, got {} (shape {}, strides {})",
-        StridedIndexer::kMaxDims, sizes.size(), shape_str(shape), shape_str(strides));
+  DSSM_CHECK(sizes.size() <= StridedIndexer::kMaxDims, "cuda indexer",
+             "expected at most {} dims after merging, got {} (shape {}, strides {})",
+             StridedIndexer::kMaxDims, sizes.size(), shape_str(shape), shape_str(strides));
   indexer.ndim = static_cast<int>(sizes.size());
   for (size_t d = 0; d < sizes.size(); ++d) {
     indexer.sizes[d] = sizes[d];
@@ -139,13 +139,13 @@ StridedIndexer make_indexer(const Shape& shape, const Strides& strides) {
 }
 
 StridedIndexer make_broadcast_indexer(const Tensor& t, const Shape& target) {
-  check(t.dim() <= static_cast<int64_t>(target.size()), "cuda indexer",
-        "cannot broadcast {} to shape {}", describe(t), shape_str(target));
+  DSSM_CHECK(t.dim() <= static_cast<int64_t>(target.size()), "cuda indexer",
+             "cannot broadcast {} to shape {}", describe(t), shape_str(target));
   Strides strides(target.size(), 0);
   const size_t lead = target.size() - t.shape().size();
   for (size_t d = 0; d < t.shape().size(); ++d) {
-    check(t.shape()[d] == target[lead + d] || t.shape()[d] == 1, "cuda indexer",
-          "cannot broadcast {} to shape {}", describe(t), shape_str(target));
+    DSSM_CHECK(t.shape()[d] == target[lead + d] || t.shape()[d] == 1, "cuda indexer",
+               "cannot broadcast {} to shape {}", describe(t), shape_str(target));
     if (t.shape()[d] != 1) strides[lead + d] = t.strides()[d];
   }
   return make_indexer(target, strides);

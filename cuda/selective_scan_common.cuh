@@ -322,8 +322,8 @@ state_t<S>* state_data(const Tensor& t) {
 inline unsigned row_blocks(const ScanInputs& in, int64_t rows_per_block) {
   const int64_t groups = (in.u.size(1) + rows_per_block - 1) / rows_per_block;
   const int64_t blocks = in.u.size(0) * groups;
-  check(blocks < (int64_t{1} << 31), "selective_scan", "too many (batch, channel) rows: {}",
-        in.u.size(0) * in.u.size(1));
+  DSSM_CHECK(blocks < (int64_t{1} << 31), "selective_scan", "too many (batch, channel) rows: {}",
+             in.u.size(0) * in.u.size(1));
   return static_cast<unsigned>(blocks);
 }
 

@@ -21,16 +21,16 @@ void write_text_atomically(const std::string& path, const std::string& text) {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
     out << text;
     out.flush();
-    check(out.good(), "save_checkpoint", "cannot write '{}'", temp);
+    DSSM_CHECK(out.good(), "save_checkpoint", "cannot write '{}'", temp);
   }
   std::error_code ec;
   fs::rename(temp, path, ec);
-  check(!ec, "save_checkpoint", "cannot rename '{}' to '{}': {}", temp, path, ec.message());
+  DSSM_CHECK(!ec, "save_checkpoint", "cannot rename '{}' to '{}': {}", temp, path, ec.message());
 }
 
 nlohmann::json read_config(const std::string& path) {
   std::ifstream in(path);
-  check(in.good(), "load_checkpoint", "cannot open '{}'", path);
+  DSSM_CHECK(in.good(), "load_checkpoint", "cannot open '{}'", path);
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
@@ -98,9 +98,9 @@ void apply(LanguageModel& model, const nn::SafetensorsContents& file, const std:
 void save_checkpoint(const std::string& dir, LanguageModel& model) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  check(!ec, "save_checkpoint", "cannot create directory '{}': {}", dir, ec.message());
+  DSSM_CHECK(!ec, "save_checkpoint", "cannot create directory '{}': {}", dir, ec.message());
   const auto params = model.named_parameters();
-  check(!params.empty(), "save_checkpoint", "the model has no parameters");
+  DSSM_CHECK(!params.empty(), "save_checkpoint", "the model has no parameters");
   const Generator& gen = model.dropout_generator();
   const std::map<std::string, std::string> metadata = {
       {"format", "dssm"},
@@ -117,7 +117,7 @@ void load_weights(LanguageModel& model, const std::string& safetensors_path) {
 }
 
 std::unique_ptr<LanguageModel> load_checkpoint(const std::string& dir, Device device) {
-  check(fs::is_directory(dir), "load_checkpoint", "'{}' is not a directory", dir);
+  DSSM_CHECK(fs::is_directory(dir), "load_checkpoint", "'{}' is not a directory", dir);
   const std::string config_path = (fs::path(dir) / kConfigFile).string();
   const std::string weights_path = (fs::path(dir) / kWeightsFile).string();
   std::unique_ptr<LanguageModel> model = make_model(read_config(config_path), 0);

@@ -19,24 +19,24 @@ using nlohmann::json;
 constexpr const char* kWhere = "import_hf";
 
 std::string model_type(const json& hf) {
-  check(hf.is_object() && hf.contains("model_type") && hf["model_type"].is_string(), kWhere,
-        "config.json has no \"model_type\" (expected \"mamba\" or \"llama\")");
+  DSSM_CHECK(hf.is_object() && hf.contains("model_type") && hf["model_type"].is_string(), kWhere,
+             "config.json has no \"model_type\" (expected \"mamba\" or \"llama\")");
   const std::string type = hf["model_type"].get<std::string>();
-  check(type == "mamba" || type == "llama", kWhere,
-        "model_type \"{}\" is not supported (expected \"mamba\" or \"llama\")", type);
+  DSSM_CHECK(type == "mamba" || type == "llama", kWhere,
+             "model_type \"{}\" is not supported (expected \"mamba\" or \"llama\")", type);
   return type;
 }
 
 const json& required(const json& hf, const char* key) {
-  check(hf.contains(key) && !hf[key].is_null(), kWhere, "config.json lacks \"{}\"", key);
+  DSSM_CHECK(hf.contains(key) && !hf[key].is_null(), kWhere, "config.json lacks \"{}\"", key);
   return hf[key];
 }
 
 // A key that must be absent or hold `expected` (a feature we do not implement otherwise).
 void expect_value(const json& hf, const char* key, const json& expected) {
-  check(!hf.contains(key) || hf[key] == expected, kWhere,
-        "config.json has \"{}\": {}, only {} is supported", key,
-        hf.contains(key) ? hf[key].dump() : "", expected.dump());
+  DSSM_CHECK(!hf.contains(key) || hf[key] == expected, kWhere,
+             "config.json has \"{}\": {}, only {} is supported", key,
+             hf.contains(key) ? hf[key].dump() : "", expected.dump());
 }
 
 json mamba_config(const json& hf) {
@@ -68,18 +68,18 @@ double llama_rope_theta(const json& hf) {
   const json* holder = &hf;
   if (hf.contains("rope_parameters") && !hf["rope_parameters"].is_null()) {
     holder = &hf["rope_parameters"];
-    check(holder->is_object(), kWhere,
-          "config.json's \"rope_parameters\" must be an object, got {}", holder->dump());
+    DSSM_CHECK(holder->is_object(), kWhere,
+               "config.json's \"rope_parameters\" must be an object, got {}", holder->dump());
     const json type = holder->value("rope_type", json("default"));
-    check(
+    DSSM_CHECK(
         type == "default", kWhere,
         "config.json has \"rope_parameters\": {{\"rope_type\": {}}}, only \"default\" is supported",
         type.dump());
   }
   if (!holder->contains("rope_theta")) return hf.value("rope_theta", 10000.0);
   const json& theta = (*holder)["rope_theta"];
-  check(theta.is_number(), kWhere, "config.json's \"rope_theta\" must be a number, got {}",
-        theta.dump());
+  DSSM_CHECK(theta.is_number(), kWhere, "config.json's \"rope_theta\" must be a number, got {}",
+             theta.dump());
   return theta.get<double>();
 }
 
@@ -154,8 +154,8 @@ std::map<std::string, Tensor> read_tensors(const fs::path& dir) {
     return nn::load_safetensors((dir / "model.safetensors").string()).tensors;
   }
   const fs::path index_path = dir / "model.safetensors.index.json";
-  check(fs::exists(index_path), kWhere, "'{}' has neither model.safetensors nor {}", dir.string(),
-        index_path.filename().string());
+  DSSM_CHECK(fs::exists(index_path), kWhere, "'{}' has neither model.safetensors nor {}",
+             dir.string(), index_path.filename().string());
   std::ifstream in(index_path);
   const json index = json::parse(in);
   std::set<std::string> shards;
@@ -193,8 +193,8 @@ std::map<std::string, Tensor> state_from_hf(const json& hf_config,
     const std::string our_name = std::regex_replace(name, rule->pattern, rule->replacement);
     Tensor t = tensor.to(DType::f32);
     if (our_name.ends_with("conv1d.weight")) {  // [di, 1, K] -> [di, K]
-      check(t.dim() == 3 && t.size(1) == 1, kWhere, "'{}': expected [channels, 1, width], got {}",
-            name, describe(t));
+      DSSM_CHECK(t.dim() == 3 && t.size(1) == 1, kWhere,
+                 "'{}': expected [channels, 1, width], got {}", name, describe(t));
       t = t.reshape({t.size(0), t.size(2)});
     }
     if (our_name.ends_with("q_proj.weight") || our_name.ends_with("k_proj.weight")) {
@@ -202,8 +202,8 @@ std::map<std::string, Tensor> state_from_hf(const json& hf_config,
     }
     ours[our_name] = t.contiguous();
   }
-  check(unknown.empty(), kWhere, "{} tensor(s) without a mapping to our {} names, e.g. '{}'",
-        unknown.size(), type, unknown.empty() ? "" : unknown.front());
+  DSSM_CHECK(unknown.empty(), kWhere, "{} tensor(s) without a mapping to our {} names, e.g. '{}'",
+             unknown.size(), type, unknown.empty() ? "" : unknown.front());
   const bool tied = hf_config.value("tie_word_embeddings", type == "mamba");
   if (type == "llama" && tied && !ours.count("lm_head.weight") &&
       ours.count("embed_tokens.weight")) {
@@ -215,7 +215,7 @@ std::map<std::string, Tensor> state_from_hf(const json& hf_config,
 std::unique_ptr<LanguageModel> import_hf(const std::string& dir) {
   try {
     std::ifstream in(fs::path(dir) / "config.json");
-    check(in.good(), kWhere, "cannot open config.json");
+    DSSM_CHECK(in.good(), kWhere, "cannot open config.json");
     json hf_config;
     try {
       hf_config = json::parse(in);

@@ -72,10 +72,11 @@ class LanguageModel : public nn::Module {
 // Checks the token ids handed to forward (dims 2: [batch, length]) or step (dims 1: [batch]):
 // integer dtype and shape. Ids outside [0, vocab) are reported by the embedding lookup.
 inline void check_token_ids(const Tensor& ids, int64_t dims, std::string_view where) {
-  check(ids.defined() && (ids.dtype() == DType::i64 || ids.dtype() == DType::i32), where,
-        "expected token ids of dtype i64 or i32, got {}", ids.defined() ? describe(ids) : "none");
-  check(ids.dim() == dims && ids.numel() > 0, where, "expected token ids {}, got {}",
-        dims == 2 ? "[batch, length]" : "[batch]", describe(ids));
+  DSSM_CHECK(ids.defined() && (ids.dtype() == DType::i64 || ids.dtype() == DType::i32), where,
+             "expected token ids of dtype i64 or i32, got {}",
+             ids.defined() ? describe(ids) : "none");
+  DSSM_CHECK(ids.dim() == dims && ids.numel() > 0, where, "expected token ids {}, got {}",
+             dims == 2 ? "[batch, length]" : "[batch]", describe(ids));
 }
 
 // Builds the model named by config["arch"] with weights initialised from `seed`.

@@ -92,10 +92,10 @@ Tensor Llama::prefill(const Tensor& ids, State& state) {
 
 Tensor Llama::extend(const Tensor& ids, State& state, const char* where) {
   auto* cache = dynamic_cast<KVCacheState*>(&state);
-  check(cache != nullptr && cache->keys.size() == layers_->size(), where,
-        "expected a state from this model's new_state() ({} layers)", layers_->size());
-  check(cache->batch == ids.size(0), where, "the cache holds {} sequences, the ids {}",
-        cache->batch, ids.size(0));
+  DSSM_CHECK(cache != nullptr && cache->keys.size() == layers_->size(), where,
+             "expected a state from this model's new_state() ({} layers)", layers_->size());
+  DSSM_CHECK(cache->batch == ids.size(0), where, "the cache holds {} sequences, the ids {}",
+             cache->batch, ids.size(0));
   Tensor h = embed_tokens_->forward(ids);
   for (size_t l = 0; l < layers_->size(); ++l) {
     h = (*layers_)[l].forward(h, &cache->keys[l], &cache->values[l]);

@@ -28,8 +28,8 @@ Tensor MambaModel::logits(const Tensor& hidden) const {
 }
 
 Tensor MambaModel::forward(const Tensor& ids) {
-  check(ids.defined() && ids.dim() == 2, "MambaModel::forward",
-        "expected ids [batch, length], got {}", ids.defined() ? describe(ids) : "none");
+  DSSM_CHECK(ids.defined() && ids.dim() == 2, "MambaModel::forward",
+             "expected ids [batch, length], got {}", ids.defined() ? describe(ids) : "none");
   return logits(run(ids, nullptr));
 }
 
@@ -52,7 +52,7 @@ Tensor MambaModel::run(const Tensor& ids, MambaState* state) {
 }
 
 std::unique_ptr<State> MambaModel::new_state(int64_t batch) const {
-  check(batch > 0, "MambaModel::new_state", "expected a positive batch, got {}", batch);
+  DSSM_CHECK(batch > 0, "MambaModel::new_state", "expected a positive batch, got {}", batch);
   auto state = std::make_unique<MambaState>();
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     state->layers.push_back((*layers_)[static_cast<size_t>(l)].mixer().new_state(batch));
@@ -62,8 +62,8 @@ std::unique_ptr<State> MambaModel::new_state(int64_t batch) const {
 
 MambaState& MambaModel::state_of(State& state, const char* where) const {
   auto* s = dynamic_cast<MambaState*>(&state);
-  check(s != nullptr && static_cast<int64_t>(s->layers.size()) == config_.n_layers, where,
-        "expected a state made by this model's new_state ({} layers)", config_.n_layers);
+  DSSM_CHECK(s != nullptr && static_cast<int64_t>(s->layers.size()) == config_.n_layers, where,
+             "expected a state made by this model's new_state ({} layers)", config_.n_layers);
   return *s;
 }
 
@@ -72,12 +72,13 @@ Tensor MambaModel::prefill(const Tensor& ids, State& state) {
   check_token_ids(ids, 2, op);
   MambaState& s = state_of(state, op);
   const int64_t batch = s.layers.front().ssm.size(0);
-  check(ids.size(0) == batch, op, "expected ids [{}, length] (the state's batch), got {}", batch,
-        describe(ids));
-  check(s.position == 0, op,
-        "the parallel scan starts from a zero state, so a prompt is prefilled only into a fresh "
-        "state (position 0); this one is at {}: feed the tokens through step instead",
-        s.position);
+  DSSM_CHECK(ids.size(0) == batch, op, "expected ids [{}, length] (the state's batch), got {}",
+             batch, describe(ids));
+  DSSM_CHECK(
+      s.position == 0, op,
+      "the parallel scan starts from a zero state, so a prompt is prefilled only into a fresh "
+      "state (position 0); this one is at {}: feed the tokens through step instead",
+      s.position);
   const Tensor h = run(ids, &s);
   s.position += ids.size(1);
   return logits(h.select(1, h.size(1) - 1));
@@ -87,9 +88,9 @@ Tensor MambaModel::step(const Tensor& ids, State& state) {
   const char* op = "MambaModel::step";
   MambaState& s = state_of(state, op);
   const int64_t batch = s.layers.front().ssm.size(0);
-  check(ids.defined() && ids.dim() == 1 && ids.size(0) == batch, op,
-        "expected ids [{}] (the state's batch), got {}", batch,
-        ids.defined() ? describe(ids) : "none");
+  DSSM_CHECK(ids.defined() && ids.dim() == 1 && ids.size(0) == batch, op,
+             "expected ids [{}] (the state's batch), got {}", batch,
+             ids.defined() ? describe(ids) : "none");
   Tensor h = embed_tokens_->forward(ids);  // [B, d]
   std::vector<DenseStepSource> recent;
   for (int64_t l = 0; l < config_.n_layers; ++l) {

@@ -95,8 +95,9 @@ MambaMixer::Projected MambaMixer::project(const Tensor& x) const {
 
 Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& previous,
                            DenseSource& source, MixerState* final_state) const {
-  check(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer",
-        "expected the sources of {} shallower layers, got {}", dense_inputs(), previous.size());
+  DSSM_CHECK(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer",
+             "expected the sources of {} shallower layers, got {}", dense_inputs(),
+             previous.size());
   const int64_t di = config_.d_inner();
   const bool fuse = dense_inputs() > 0;
   const bool paper = config_.dense_variant == "paper";
@@ -164,8 +165,9 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
 Tensor MambaMixer::step(const Tensor& u_in, MixerState& state,
                         const std::vector<DenseStepSource>& previous,
                         DenseStepSource& source) const {
-  check(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer::step",
-        "expected the sources of {} shallower layers, got {}", dense_inputs(), previous.size());
+  DSSM_CHECK(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer::step",
+             "expected the sources of {} shallower layers, got {}", dense_inputs(),
+             previous.size());
   const int64_t di = config_.d_inner();
   const bool fuse = dense_inputs() > 0;
   const bool paper = config_.dense_variant == "paper";

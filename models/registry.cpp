@@ -47,8 +47,8 @@ std::unique_ptr<LanguageModel> make_model(const nlohmann::json& config, uint64_t
   std::vector<std::string> names;
   for (const Arch& arch : archs()) names.push_back(arch.name);
   const auto it = config.is_object() ? config.find("arch") : config.end();
-  check(it != config.end() && it->is_string(), "make_model",
-        "the config needs \"arch\": one of \"{}\"", fmt::join(names, "\", \""));
+  DSSM_CHECK(it != config.end() && it->is_string(), "make_model",
+             "the config needs \"arch\": one of \"{}\"", fmt::join(names, "\", \""));
   for (const Arch& arch : archs()) {
     if (arch.name == it->get<std::string>()) return arch.build(config, seed);
   }

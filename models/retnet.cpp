@@ -77,7 +77,7 @@ Tensor last_position(const Tensor& h) {
 // A zero state per layer (new_state of both models), on `like`'s dtype and device.
 std::unique_ptr<State> zero_retention_state(int64_t batch, int64_t layers, int64_t heads,
                                             int64_t qk_dim, int64_t v_dim, const Tensor& like) {
-  check(batch > 0, "new_state", "expected a positive batch, got {}", batch);
+  DSSM_CHECK(batch > 0, "new_state", "expected a positive batch, got {}", batch);
   auto state = std::make_unique<RetentionState>();
   for (int64_t l = 0; l < layers; ++l) {
     state->layers.push_back(
@@ -89,10 +89,10 @@ std::unique_ptr<State> zero_retention_state(int64_t batch, int64_t layers, int64
 RetentionState& retention_state_of(State& state, size_t layers, int64_t batch,
                                    std::string_view where) {
   auto* retention = dynamic_cast<RetentionState*>(&state);
-  check(retention != nullptr && retention->layers.size() == layers, where,
-        "expected a state from this model's new_state() ({} layers)", layers);
-  check(retention->layers[0].size(0) == batch, where, "the state holds {} sequences, the ids {}",
-        retention->layers[0].size(0), batch);
+  DSSM_CHECK(retention != nullptr && retention->layers.size() == layers, where,
+             "expected a state from this model's new_state() ({} layers)", layers);
+  DSSM_CHECK(retention->layers[0].size(0) == batch, where,
+             "the state holds {} sequences, the ids {}", retention->layers[0].size(0), batch);
   return *retention;
 }
 

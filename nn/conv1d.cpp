@@ -9,8 +9,8 @@
 namespace dssm::nn {
 
 CausalConv1d::CausalConv1d(int64_t channels, int64_t width, bool bias, Generator& gen) {
-  check(channels > 0 && width > 0, "CausalConv1d",
-        "expected positive sizes, got channels {} width {}", channels, width);
+  DSSM_CHECK(channels > 0 && width > 0, "CausalConv1d",
+             "expected positive sizes, got channels {} width {}", channels, width);
   const double bound = 1.0 / std::sqrt(static_cast<double>(width));
   weight_ = register_parameter("weight", Tensor::empty({channels, width}));
   init::uniform(weight_, bound, gen);

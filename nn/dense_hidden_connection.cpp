@@ -11,8 +11,8 @@
 namespace dssm::nn {
 
 int64_t dense_inputs_of_layer(int64_t layer, const DenseConnectionOptions& options) {
-  check(options.m >= 0 && options.every >= 1, "DenseHiddenConnection",
-        "expected m >= 0 and every >= 1, got m {} every {}", options.m, options.every);
+  DSSM_CHECK(options.m >= 0 && options.every >= 1, "DenseHiddenConnection",
+             "expected m >= 0 and every >= 1, got m {} every {}", options.m, options.every);
   if (options.projection == DenseProjection::none || layer % options.every != 0) return 0;
   return std::min(options.m, layer);
 }
@@ -57,9 +57,9 @@ DenseHiddenConnection::DenseHiddenConnection(int64_t layer, int64_t input_dim, i
       input_dim_(input_dim),
       width_(width),
       num_previous_(dense_inputs_of_layer(layer, options)) {
-  check(layer >= 0 && input_dim > 0 && width > 0, "DenseHiddenConnection",
-        "expected layer >= 0 and positive widths, got layer {} input_dim {} width {}", layer,
-        input_dim, width);
+  DSSM_CHECK(layer >= 0 && input_dim > 0 && width > 0, "DenseHiddenConnection",
+             "expected layer >= 0 and positive widths, got layer {} input_dim {} width {}", layer,
+             input_dim, width);
   if (!active()) return;
   const int64_t pairs = options.shared ? 1 : num_previous_;
   const int64_t gate_hidden =
@@ -105,22 +105,22 @@ Tensor DenseHiddenConnection::gate(size_t i, const Tensor& x) const {
 // h' = Fuse(h, phi_1(h^{l-1}), ..., phi_m(h^{l-m}))   (Eq. 13)
 Tensor DenseHiddenConnection::forward(const Tensor& hidden, const Tensor& x,
                                       const std::vector<Tensor>& previous) const {
-  check(static_cast<int64_t>(previous.size()) == num_previous_, "DenseHiddenConnection",
-        "expected {} previous hidden states, got {}", num_previous_, previous.size());
+  DSSM_CHECK(static_cast<int64_t>(previous.size()) == num_previous_, "DenseHiddenConnection",
+             "expected {} previous hidden states, got {}", num_previous_, previous.size());
   if (!active()) return hidden;
-  check(hidden.dim() >= 1 && hidden.size(-1) == width_, "DenseHiddenConnection",
-        "expected hidden [..., {}], got {}", width_, describe(hidden));
-  check(x.dim() == hidden.dim() && x.size(-1) == input_dim_, "DenseHiddenConnection",
-        "expected x [..., {}] with the leading dims of hidden {}, got {}", input_dim_,
-        describe(hidden), describe(x));
+  DSSM_CHECK(hidden.dim() >= 1 && hidden.size(-1) == width_, "DenseHiddenConnection",
+             "expected hidden [..., {}], got {}", width_, describe(hidden));
+  DSSM_CHECK(x.dim() == hidden.dim() && x.size(-1) == input_dim_, "DenseHiddenConnection",
+             "expected x [..., {}] with the leading dims of hidden {}, got {}", input_dim_,
+             describe(hidden), describe(x));
   // phi_i(h^{l-i}) = Proj_i(h^{l-i}) ⊙ silu(Select_i(x))   (Eq. 11-12); a shared gate is
   // computed once.
   const Tensor shared_gate = options_.shared ? gate(0, x) : Tensor();
   std::vector<Tensor> terms;
   for (size_t i = 0; i < previous.size(); ++i) {
-    check(previous[i].shape() == hidden.shape(), "DenseHiddenConnection",
-          "previous[{}] (layer l-{}) must be shaped like hidden {}, got {}", i, i + 1,
-          describe(hidden), describe(previous[i]));
+    DSSM_CHECK(previous[i].shape() == hidden.shape(), "DenseHiddenConnection",
+               "previous[{}] (layer l-{}) must be shaped like hidden {}, got {}", i, i + 1,
+               describe(hidden), describe(previous[i]));
     const size_t pair = options_.shared ? 0 : i;
     const Tensor projected =
         projections_ ? (*projections_)[pair].forward(previous[i]) : previous[i];

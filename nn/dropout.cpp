@@ -6,7 +6,7 @@
 namespace dssm::nn {
 
 Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
-  check(p >= 0.0 && p < 1.0, "Dropout", "expected p in [0, 1), got {}", p);
+  DSSM_CHECK(p >= 0.0 && p < 1.0, "Dropout", "expected p in [0, 1), got {}", p);
 }
 
 Tensor Dropout::forward(const Tensor& x) const {

@@ -7,8 +7,8 @@
 namespace dssm::nn {
 
 Embedding::Embedding(int64_t vocab_size, int64_t dim, Generator& gen, double init_std) {
-  check(vocab_size > 0 && dim > 0, "Embedding", "expected positive sizes, got vocab {} dim {}",
-        vocab_size, dim);
+  DSSM_CHECK(vocab_size > 0 && dim > 0, "Embedding", "expected positive sizes, got vocab {} dim {}",
+             vocab_size, dim);
   weight_ = register_parameter("weight", Tensor::empty({vocab_size, dim}), false);
   init::normal(weight_, init_std, gen);
 }

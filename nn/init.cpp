@@ -20,8 +20,8 @@ void uniform(const Tensor& weight, double bound, Generator& gen) {
 }
 
 void xavier_uniform(const Tensor& weight, double gain, Generator& gen) {
-  check(weight.dim() == 2, "xavier_uniform", "expected a [out, in] weight, got {}",
-        describe(weight));
+  DSSM_CHECK(weight.dim() == 2, "xavier_uniform", "expected a [out, in] weight, got {}",
+             describe(weight));
   const double fan_out = static_cast<double>(weight.size(0));
   const double fan_in = static_cast<double>(weight.size(1));
   uniform(weight, gain * std::sqrt(6.0 / (fan_in + fan_out)), gen);

@@ -11,8 +11,8 @@ namespace dssm::nn {
 namespace {
 
 void check_name(const std::string& name, const char* what) {
-  check(!name.empty() && name.find('.') == std::string::npos, "Module",
-        "invalid {} name '{}' (non-empty, without '.')", what, name);
+  DSSM_CHECK(!name.empty() && name.find('.') == std::string::npos, "Module",
+             "invalid {} name '{}' (non-empty, without '.')", what, name);
 }
 
 }  // namespace
@@ -20,7 +20,7 @@ void check_name(const std::string& name, const char* what) {
 Tensor Module::register_parameter(const std::string& name, Tensor tensor, bool weight_decay) {
   check_name(name, "parameter");
   for (const auto& p : parameters_) {
-    check(p.name != name, "Module", "parameter '{}' registered twice", name);
+    DSSM_CHECK(p.name != name, "Module", "parameter '{}' registered twice", name);
   }
   tensor = tensor.detach();
   tensor.set_requires_grad(true);
@@ -30,9 +30,9 @@ Tensor Module::register_parameter(const std::string& name, Tensor tensor, bool w
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> module) {
   check_name(name, "module");
-  check(module != nullptr, "Module", "child '{}' is null", name);
+  DSSM_CHECK(module != nullptr, "Module", "child '{}' is null", name);
   for (const auto& [existing, _] : children_) {
-    check(existing != name, "Module", "child module '{}' registered twice", name);
+    DSSM_CHECK(existing != name, "Module", "child module '{}' registered twice", name);
   }
   children_.emplace_back(name, std::move(module));
 }

@@ -6,14 +6,14 @@
 namespace dssm::nn {
 
 RMSNorm::RMSNorm(int64_t dim, double eps) : eps_(eps) {
-  check(dim > 0 && eps >= 0, "RMSNorm", "expected dim > 0 and eps >= 0, got dim {} eps {}", dim,
-        eps);
+  DSSM_CHECK(dim > 0 && eps >= 0, "RMSNorm", "expected dim > 0 and eps >= 0, got dim {} eps {}",
+             dim, eps);
   weight_ = register_parameter("weight", Tensor::ones({dim}), false);
 }
 
 Tensor RMSNorm::forward(const Tensor& x) const {
-  check(x.dim() >= 1 && x.size(-1) == weight_.size(0), "RMSNorm",
-        "expected input [..., {}], got {}", weight_.size(0), describe(x));
+  DSSM_CHECK(x.dim() >= 1 && x.size(-1) == weight_.size(0), "RMSNorm",
+             "expected input [..., {}], got {}", weight_.size(0), describe(x));
   return rms_norm(x, weight_, eps_);
 }
 

@@ -27,19 +27,20 @@ namespace {
 constexpr const char* kOp = "causal_attention";
 
 void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, int64_t offset) {
-  check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.shape() == v.shape() &&
-            q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
-        kOp, "expected q [B, H, T, d], k and v [B, H, S, d], got {}, {}, {}", describe(q),
-        describe(k), describe(v));
-  check(is_floating(q.dtype()) && k.dtype() == q.dtype() && v.dtype() == q.dtype(), kOp,
-        "expected q, k, v of one floating dtype, got {}, {}, {}", describe(q), describe(k),
-        describe(v));
-  check(k.device() == q.device() && v.device() == q.device(), kOp,
-        "expected q, k, v on one device, got {}, {}, {}", describe(q), describe(k), describe(v));
-  check(k.size(2) > 0 && offset >= 0, kOp,
-        "expected at least one key and offset >= 0 (so that every query sees a key), got {} "
-        "keys and offset {}",
-        k.size(2), offset);
+  DSSM_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.shape() == v.shape() &&
+                 q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+             kOp, "expected q [B, H, T, d], k and v [B, H, S, d], got {}, {}, {}", describe(q),
+             describe(k), describe(v));
+  DSSM_CHECK(is_floating(q.dtype()) && k.dtype() == q.dtype() && v.dtype() == q.dtype(), kOp,
+             "expected q, k, v of one floating dtype, got {}, {}, {}", describe(q), describe(k),
+             describe(v));
+  DSSM_CHECK(k.device() == q.device() && v.device() == q.device(), kOp,
+             "expected q, k, v on one device, got {}, {}, {}", describe(q), describe(k),
+             describe(v));
+  DSSM_CHECK(k.size(2) > 0 && offset >= 0, kOp,
+             "expected at least one key and offset >= 0 (so that every query sees a key), got {} "
+             "keys and offset {}",
+             k.size(2), offset);
 }
 
 // mask[i, j] = 1 where query i may not see key j (j > i + offset). The masks of the last few

@@ -49,8 +49,8 @@ void cpu_binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
-  check(a.dtype() == b.dtype(), name, "dtype mismatch: {} vs {}", describe(a), describe(b));
-  check(a.device() == b.device(), name, "device mismatch: {} vs {}", describe(a), describe(b));
+  DSSM_CHECK(a.dtype() == b.dtype(), name, "dtype mismatch: {} vs {}", describe(a), describe(b));
+  DSSM_CHECK(a.device() == b.device(), name, "device mismatch: {} vs {}", describe(a), describe(b));
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   if (out.numel() > 0) {
@@ -90,10 +90,18 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::add, a, b); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::sub, a, b); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::mul, a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::div, a, b); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::add, a, b);
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::sub, a, b);
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::mul, a, b);
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::div, a, b);
+}
 
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;
@@ -110,11 +118,12 @@ namespace {
 // Each binary op is checked with both operands broadcast: a [3, 1, 4] against b [2, 4].
 GradcheckCase binary_case(const char* name, BinaryOp op) {
   return {.name = name,
-          .make_inputs = [op](Generator& g) {
-            Tensor b = random_normal(g, {2, 4});
-            if (op == BinaryOp::div) b = add_scalar(abs(b), 0.5);  // keep away from 0
-            return std::vector<Tensor>{random_normal(g, {3, 1, 4}), b};
-          },
+          .make_inputs =
+              [op](Generator& g) {
+                Tensor b = random_normal(g, {2, 4});
+                if (op == BinaryOp::div) b = add_scalar(abs(b), 0.5);  // keep away from 0
+                return std::vector<Tensor>{random_normal(g, {3, 1, 4}), b};
+              },
           .run = [op](const std::vector<Tensor>& in) { return binary(op, in[0], in[1]); }};
 }
 

@@ -21,16 +21,17 @@ namespace {
 // Checks x (3-D, or 2-D for a step), weight and bias; returns weight and bias contiguous.
 std::pair<Tensor, Tensor> checked_filter(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                          const char* op) {
-  check(x.defined() && is_floating(x.dtype()), op, "expected a floating x, got {}",
-        x.defined() ? describe(x) : "none");
+  DSSM_CHECK(x.defined() && is_floating(x.dtype()), op, "expected a floating x, got {}",
+             x.defined() ? describe(x) : "none");
   const int64_t channels = x.size(1);
-  check(weight.defined() && weight.dim() == 2 && weight.size(0) == channels && weight.size(1) >= 1,
-        op, "expected weight of shape [{}, width >= 1], got {}", channels,
-        weight.defined() ? describe(weight) : "none");
-  check(weight.dtype() == x.dtype() && weight.device() == x.device(), op,
-        "expected weight to match x ({}), got {}", describe(x), describe(weight));
+  DSSM_CHECK(
+      weight.defined() && weight.dim() == 2 && weight.size(0) == channels && weight.size(1) >= 1,
+      op, "expected weight of shape [{}, width >= 1], got {}", channels,
+      weight.defined() ? describe(weight) : "none");
+  DSSM_CHECK(weight.dtype() == x.dtype() && weight.device() == x.device(), op,
+             "expected weight to match x ({}), got {}", describe(x), describe(weight));
   if (bias.defined()) {
-    check(
+    DSSM_CHECK(
         bias.shape() == Shape{channels} && bias.dtype() == x.dtype() && bias.device() == x.device(),
         op, "expected bias {}[{}] on {}, got {}", dtype_name(x.dtype()), channels, x.device().str(),
         describe(bias));
@@ -185,9 +186,9 @@ ConvGradients conv_backward(const Tensor& x, const Tensor& w, const Tensor& b, b
 Tensor causal_conv1d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
                      bool silu) {
   const char* op = "causal_conv1d";
-  check(x_in.defined() && x_in.dim() == 3, op,
-        "expected x of shape [batch, channels, length], got {}",
-        x_in.defined() ? describe(x_in) : "none");
+  DSSM_CHECK(x_in.defined() && x_in.dim() == 3, op,
+             "expected x of shape [batch, channels, length], got {}",
+             x_in.defined() ? describe(x_in) : "none");
   const auto [weight, bias] = checked_filter(x_in, weight_in, bias_in, op);
   const Tensor x = x_in.detach().contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -214,20 +215,20 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& weight_in, const Tensor& 
 Tensor causal_conv1d_step(const Tensor& x_t, const Tensor& conv_state, const Tensor& weight_in,
                           const Tensor& bias_in, bool silu) {
   const char* op = "causal_conv1d_step";
-  check(x_t.defined() && x_t.dim() == 2, op, "expected x_t of shape [batch, channels], got {}",
-        x_t.defined() ? describe(x_t) : "none");
+  DSSM_CHECK(x_t.defined() && x_t.dim() == 2, op, "expected x_t of shape [batch, channels], got {}",
+             x_t.defined() ? describe(x_t) : "none");
   const auto [weight, bias] = checked_filter(x_t, weight_in, bias_in, op);
-  check(!any_requires_grad({x_t, weight_in, bias_in}), op,
-        "not differentiable: run it under NoGradGuard (or use causal_conv1d to train)");
+  DSSM_CHECK(!any_requires_grad({x_t, weight_in, bias_in}), op,
+             "not differentiable: run it under NoGradGuard (or use causal_conv1d to train)");
   const int64_t W = weight.size(1);
-  check(conv_state.defined() && conv_state.dim() == 3 && conv_state.size(0) == x_t.size(0) &&
-            conv_state.size(1) == x_t.size(1) &&
-            (conv_state.size(2) == W - 1 || conv_state.size(2) == W) &&
-            conv_state.dtype() == x_t.dtype() && conv_state.device() == x_t.device() &&
-            conv_state.is_contiguous(),
-        op, "expected a contiguous conv_state {}[{}, {}, {} or {}] on {}, got {}",
-        dtype_name(x_t.dtype()), x_t.size(0), x_t.size(1), W - 1, W, x_t.device().str(),
-        conv_state.defined() ? describe(conv_state) : "none");
+  DSSM_CHECK(conv_state.defined() && conv_state.dim() == 3 && conv_state.size(0) == x_t.size(0) &&
+                 conv_state.size(1) == x_t.size(1) &&
+                 (conv_state.size(2) == W - 1 || conv_state.size(2) == W) &&
+                 conv_state.dtype() == x_t.dtype() && conv_state.device() == x_t.device() &&
+                 conv_state.is_contiguous(),
+             op, "expected a contiguous conv_state {}[{}, {}, {} or {}] on {}, got {}",
+             dtype_name(x_t.dtype()), x_t.size(0), x_t.size(1), W - 1, W, x_t.device().str(),
+             conv_state.defined() ? describe(conv_state) : "none");
   const Tensor x = x_t.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   auto run = [&](const Tensor& xx, const Tensor& ss, const Tensor& ww, const Tensor& bb,

@@ -156,22 +156,22 @@ void cpu_cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, con
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t ignore_index) {
-  check(logits_in.dim() == 2 && is_floating(logits_in.dtype()), "cross_entropy",
-        "expected floating logits [N, V], got {}", describe(logits_in));
-  check(targets_in.dim() == 1 &&
-            (targets_in.dtype() == DType::i32 || targets_in.dtype() == DType::i64),
-        "cross_entropy", "expected targets [N] of i32 or i64, got {}", describe(targets_in));
-  check(targets_in.size(0) == logits_in.size(0), "cross_entropy",
-        "logits {} and targets {} differ in N", describe(logits_in), describe(targets_in));
-  check(targets_in.device() == logits_in.device(), "cross_entropy",
-        "device mismatch: logits {} vs targets {}", describe(logits_in), describe(targets_in));
+  DSSM_CHECK(logits_in.dim() == 2 && is_floating(logits_in.dtype()), "cross_entropy",
+             "expected floating logits [N, V], got {}", describe(logits_in));
+  DSSM_CHECK(targets_in.dim() == 1 &&
+                 (targets_in.dtype() == DType::i32 || targets_in.dtype() == DType::i64),
+             "cross_entropy", "expected targets [N] of i32 or i64, got {}", describe(targets_in));
+  DSSM_CHECK(targets_in.size(0) == logits_in.size(0), "cross_entropy",
+             "logits {} and targets {} differ in N", describe(logits_in), describe(targets_in));
+  DSSM_CHECK(targets_in.device() == logits_in.device(), "cross_entropy",
+             "device mismatch: logits {} vs targets {}", describe(logits_in), describe(targets_in));
   const int64_t rows = logits_in.size(0), vocab = logits_in.size(1);
-  check(vocab > 0, "cross_entropy", "expected at least one class (V > 0), got logits {}",
-        describe(logits_in));
+  DSSM_CHECK(vocab > 0, "cross_entropy", "expected at least one class (V > 0), got logits {}",
+             describe(logits_in));
   const IndexScan scan = scan_indices(targets_in, vocab, ignore_index);
-  check(scan.first_bad < 0, "cross_entropy",
-        "target {} at row {} is outside [0, {}) and is not ignore_index ({})", scan.bad_value,
-        scan.first_bad, vocab, ignore_index);
+  DSSM_CHECK(scan.first_bad < 0, "cross_entropy",
+             "target {} at row {} is outside [0, {}) and is not ignore_index ({})", scan.bad_value,
+             scan.first_bad, vocab, ignore_index);
   const int64_t count = rows - scan.ignored;
   const double scale = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
 

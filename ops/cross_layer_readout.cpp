@@ -15,9 +15,9 @@ std::vector<Tensor> cross_layer_readout(const std::vector<ScanSource>& sources, 
   std::vector<ScanInputs> scans;
   for (size_t j = 0; j < sources.size(); ++j) {
     const ScanSource& s = sources[j];
-    check(C.defined() && s.B.defined() && C.shape() == s.B.shape(), "cross_layer_readout",
-          "expected C of the shape of source {}'s B {}, got {}", j,
-          s.B.defined() ? describe(s.B) : "none", C.defined() ? describe(C) : "none");
+    DSSM_CHECK(C.defined() && s.B.defined() && C.shape() == s.B.shape(), "cross_layer_readout",
+               "expected C of the shape of source {}'s B {}, got {}", j,
+               s.B.defined() ? describe(s.B) : "none", C.defined() ? describe(C) : "none");
     scans.push_back({.u = s.u,
                      .delta = s.delta,
                      .A = s.A,
@@ -30,15 +30,15 @@ std::vector<Tensor> cross_layer_readout(const std::vector<ScanSource>& sources, 
 
 std::vector<Tensor> cross_layer_readout_step(const std::vector<Tensor>& states, const Tensor& C_t) {
   const char* op = "cross_layer_readout_step";
-  check(C_t.defined() && C_t.dim() == 2, op, "expected C_t of shape [batch, N], got {}",
-        C_t.defined() ? describe(C_t) : "none");
+  DSSM_CHECK(C_t.defined() && C_t.dim() == 2, op, "expected C_t of shape [batch, N], got {}",
+             C_t.defined() ? describe(C_t) : "none");
   std::vector<Tensor> readouts;
   for (size_t j = 0; j < states.size(); ++j) {
     const Tensor& h = states[j];
-    check(h.defined() && h.dim() == 3 && h.size(0) == C_t.size(0) && h.size(2) == C_t.size(1) &&
-              h.device() == C_t.device(),
-          op, "expected state {} of shape [{}, channels, {}] on {}, got {}", j, C_t.size(0),
-          C_t.size(1), C_t.device().str(), h.defined() ? describe(h) : "none");
+    DSSM_CHECK(h.defined() && h.dim() == 3 && h.size(0) == C_t.size(0) &&
+                   h.size(2) == C_t.size(1) && h.device() == C_t.device(),
+               op, "expected state {} of shape [{}, channels, {}] on {}, got {}", j, C_t.size(0),
+               C_t.size(1), C_t.device().str(), h.defined() ? describe(h) : "none");
     // [batch, channels, N] @ [batch, N, 1] in the state's dtype.
     const Tensor r = bmm(h, C_t.to(h.dtype()).unsqueeze(2)).squeeze(2);
     readouts.push_back(r.to(C_t.dtype()));

@@ -47,8 +47,8 @@ Tensor apply_dropout_mask(const Tensor& input, double p, uint64_t seed, uint64_t
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
-  check(is_floating(x.dtype()), "dropout", "expected a floating tensor, got {}", describe(x));
-  check(p >= 0 && p < 1, "dropout", "expected p in [0, 1), got {}", p);
+  DSSM_CHECK(is_floating(x.dtype()), "dropout", "expected a floating tensor, got {}", describe(x));
+  DSSM_CHECK(p >= 0 && p < 1, "dropout", "expected p in [0, 1), got {}", p);
   if (!training || p == 0) return x;
   const uint64_t first = gen.advance(static_cast<uint64_t>(x.numel()));
   return apply_dropout_mask(x, p, gen.seed(), first);

@@ -54,18 +54,18 @@ void cpu_embedding_backward(const Tensor& grad_weight, const Tensor& grad_out, c
 }  // namespace
 
 Tensor embedding(const Tensor& weight_in, const Tensor& ids_in) {
-  check(weight_in.dim() == 2 && is_floating(weight_in.dtype()), "embedding",
-        "expected a floating weight [V, D], got {}", describe(weight_in));
-  check(ids_in.dtype() == DType::i32 || ids_in.dtype() == DType::i64, "embedding",
-        "expected i32 or i64 ids, got {}", describe(ids_in));
-  check(ids_in.device() == weight_in.device(), "embedding", "device mismatch: weight {} vs ids {}",
-        describe(weight_in), describe(ids_in));
+  DSSM_CHECK(weight_in.dim() == 2 && is_floating(weight_in.dtype()), "embedding",
+             "expected a floating weight [V, D], got {}", describe(weight_in));
+  DSSM_CHECK(ids_in.dtype() == DType::i32 || ids_in.dtype() == DType::i64, "embedding",
+             "expected i32 or i64 ids, got {}", describe(ids_in));
+  DSSM_CHECK(ids_in.device() == weight_in.device(), "embedding",
+             "device mismatch: weight {} vs ids {}", describe(weight_in), describe(ids_in));
   const int64_t vocab = weight_in.size(0), dim = weight_in.size(1);
   const IndexScan scan = scan_indices(ids_in, vocab);
-  check(scan.first_bad < 0, "embedding",
-        "id {} at position {} of ids {} is outside [0, {}) (V = the rows of weight {})",
-        scan.bad_value, position_str(ids_in.shape(), scan.first_bad), describe(ids_in), vocab,
-        describe(weight_in));
+  DSSM_CHECK(scan.first_bad < 0, "embedding",
+             "id {} at position {} of ids {} is outside [0, {}) (V = the rows of weight {})",
+             scan.bad_value, position_str(ids_in.shape(), scan.first_bad), describe(ids_in), vocab,
+             describe(weight_in));
   const Tensor weight = weight_in.detach().contiguous(), ids = ids_in.contiguous();
   Shape shape = ids.shape();
   shape.push_back(dim);

@@ -35,9 +35,11 @@ void with_matrix(const Tensor& x, const T* base, int64_t index, Fn&& fn) {
   const T* p = base + index * x.strides()[0];
   const int64_t rows = x.size(1), cols = x.size(2);
   if (x.strides()[2] == 1 || cols == 1) {
-    fn(MatrixMap<T, Eigen::RowMajor>(p, rows, cols, Eigen::OuterStride<>(std::max<int64_t>(x.strides()[1], cols))));
+    fn(MatrixMap<T, Eigen::RowMajor>(
+        p, rows, cols, Eigen::OuterStride<>(std::max<int64_t>(x.strides()[1], cols))));
   } else {
-    fn(MatrixMap<T, Eigen::ColMajor>(p, rows, cols, Eigen::OuterStride<>(std::max<int64_t>(x.strides()[2], rows))));
+    fn(MatrixMap<T, Eigen::ColMajor>(
+        p, rows, cols, Eigen::OuterStride<>(std::max<int64_t>(x.strides()[2], rows))));
   }
 }
 
@@ -67,30 +69,33 @@ void cpu_gemm_typed(const Tensor& out, const Tensor& a, const Tensor& b) {
 
 void cpu_gemm(const Tensor& out, const Tensor& a, const Tensor& b) {
   switch (out.dtype()) {
-    case DType::f32: return cpu_gemm_typed<float>(out, a, b);
-    case DType::f64: return cpu_gemm_typed<double>(out, a, b);
+    case DType::f32:
+      return cpu_gemm_typed<float>(out, a, b);
+    case DType::f64:
+      return cpu_gemm_typed<double>(out, a, b);
     case DType::bf16: {  // bf16 on the CPU: compute in f32
       Tensor out32 = Tensor::empty(out.shape(), DType::f32);
       cpu_gemm_typed<float>(out32, a.to(DType::f32), b.to(DType::f32));
       out.copy_from(out32);
       return;
     }
-    default: fail("matmul", "expected a floating dtype, got {}", dtype_name(out.dtype()));
+    default:
+      fail("matmul", "expected a floating dtype, got {}", dtype_name(out.dtype()));
   }
 }
 
 }  // namespace
 
 Tensor bmm(const Tensor& a_in, const Tensor& b_in) {
-  check(a_in.dim() == 3 && b_in.dim() == 3, "bmm", "expected 3-D operands, got {} and {}",
-        describe(a_in), describe(b_in));
-  check(a_in.size(0) == b_in.size(0) && a_in.size(2) == b_in.size(1), "bmm",
-        "shapes {} and {} do not chain ([B, M, K] @ [B, K, N])", shape_str(a_in.shape()),
-        shape_str(b_in.shape()));
-  check(a_in.dtype() == b_in.dtype(), "bmm", "dtype mismatch: {} vs {}", describe(a_in),
-        describe(b_in));
-  check(a_in.device() == b_in.device(), "bmm", "device mismatch: {} vs {}", describe(a_in),
-        describe(b_in));
+  DSSM_CHECK(a_in.dim() == 3 && b_in.dim() == 3, "bmm", "expected 3-D operands, got {} and {}",
+             describe(a_in), describe(b_in));
+  DSSM_CHECK(a_in.size(0) == b_in.size(0) && a_in.size(2) == b_in.size(1), "bmm",
+             "shapes {} and {} do not chain ([B, M, K] @ [B, K, N])", shape_str(a_in.shape()),
+             shape_str(b_in.shape()));
+  DSSM_CHECK(a_in.dtype() == b_in.dtype(), "bmm", "dtype mismatch: {} vs {}", describe(a_in),
+             describe(b_in));
+  DSSM_CHECK(a_in.device() == b_in.device(), "bmm", "device mismatch: {} vs {}", describe(a_in),
+             describe(b_in));
   const Tensor a = gemm_ready(a_in.detach()), b = gemm_ready(b_in.detach());
   Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
   if (out.numel() > 0) {
@@ -111,20 +116,20 @@ Tensor bmm(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  check(a.dim() >= 1 && b.dim() >= 2, "matmul", "unsupported operands {} and {}", describe(a),
-        describe(b));
+  DSSM_CHECK(a.dim() >= 1 && b.dim() >= 2, "matmul", "unsupported operands {} and {}", describe(a),
+             describe(b));
   const int64_t K = a.size(-1);
-  check(b.size(-2) == K, "matmul", "inner dimensions differ: {} @ {}", shape_str(a.shape()),
-        shape_str(b.shape()));
+  DSSM_CHECK(b.size(-2) == K, "matmul", "inner dimensions differ: {} @ {}", shape_str(a.shape()),
+             shape_str(b.shape()));
   Shape out_shape(a.shape().begin(), a.shape().end() - 1);
   out_shape.push_back(b.size(-1));
   if (b.dim() == 2) {  // a weight shared over every leading dim of a: one big GEMM
     const Tensor rows = a.reshape({1, -1, K});
     return bmm(rows, b.unsqueeze(0)).reshape(out_shape);
   }
-  check(a.dim() == b.dim() && Shape(a.shape().begin(), a.shape().end() - 2) ==
-                                  Shape(b.shape().begin(), b.shape().end() - 2),
-        "matmul", "batch dims differ: {} @ {}", shape_str(a.shape()), shape_str(b.shape()));
+  DSSM_CHECK(a.dim() == b.dim() && Shape(a.shape().begin(), a.shape().end() - 2) ==
+                                       Shape(b.shape().begin(), b.shape().end() - 2),
+             "matmul", "batch dims differ: {} @ {}", shape_str(a.shape()), shape_str(b.shape()));
   const Tensor a3 = a.reshape({-1, a.size(-2), K});
   const Tensor b3 = b.reshape({-1, K, b.size(-1)});
   return bmm(a3, b3).reshape(out_shape);
@@ -134,19 +139,22 @@ namespace {
 
 const OpRegistration kMatmul{
     {.name = "matmul",
-     .make_inputs = [](Generator& g) {
-       return std::vector<Tensor>{random_normal(g, {2, 3, 4}), random_normal(g, {4, 5})};
-     },
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {2, 3, 4}), random_normal(g, {4, 5})};
+         },
      .run = [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }}};
 // Both operands transposed views: exercises the no-copy column-major path.
 const OpRegistration kBmmTransposed{
     {.name = "bmm_transposed",
-     .make_inputs = [](Generator& g) {
-       return std::vector<Tensor>{random_normal(g, {2, 4, 3}), random_normal(g, {2, 5, 4})};
-     },
-     .run = [](const std::vector<Tensor>& in) {
-       return bmm(in[0].transpose(1, 2), in[1].transpose(1, 2));
-     }}};
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {2, 4, 3}), random_normal(g, {2, 5, 4})};
+         },
+     .run =
+         [](const std::vector<Tensor>& in) {
+           return bmm(in[0].transpose(1, 2), in[1].transpose(1, 2));
+         }}};
 
 }  // namespace
 }  // namespace dssm

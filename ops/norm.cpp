@@ -313,20 +313,20 @@ void cpu_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& db
 
 void check_param(const Tensor& p, const char* role, const Tensor& x, const char* op) {
   if (!p.defined()) return;
-  check(p.dim() == 1 && p.size(0) == x.size(-1), op, "expected {} of shape [{}], got {}", role,
-        x.size(-1), describe(p));
-  check(p.dtype() == x.dtype() && p.device() == x.device(), op,
-        "{} {} must match the dtype and device of x {}", role, describe(p), describe(x));
+  DSSM_CHECK(p.dim() == 1 && p.size(0) == x.size(-1), op, "expected {} of shape [{}], got {}", role,
+             x.size(-1), describe(p));
+  DSSM_CHECK(p.dtype() == x.dtype() && p.device() == x.device(), op,
+             "{} {} must match the dtype and device of x {}", role, describe(p), describe(x));
 }
 
 Tensor row_norm(const char* op, const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
                 int64_t groups, bool centred, double eps) {
-  check(x_in.dim() >= 1 && is_floating(x_in.dtype()), op,
-        "expected a floating tensor with at least one dim, got {}", describe(x_in));
-  check(groups > 0 && x_in.size(-1) % groups == 0 && x_in.size(-1) > 0, op,
-        "the last dim ({}) of {} must be a positive multiple of groups ({})", x_in.size(-1),
-        describe(x_in), groups);
-  check(eps >= 0, op, "expected eps >= 0, got {}", eps);
+  DSSM_CHECK(x_in.dim() >= 1 && is_floating(x_in.dtype()), op,
+             "expected a floating tensor with at least one dim, got {}", describe(x_in));
+  DSSM_CHECK(groups > 0 && x_in.size(-1) % groups == 0 && x_in.size(-1) > 0, op,
+             "the last dim ({}) of {} must be a positive multiple of groups ({})", x_in.size(-1),
+             describe(x_in), groups);
+  DSSM_CHECK(eps >= 0, op, "expected eps >= 0, got {}", eps);
   check_param(weight_in, "weight", x_in, op);
   check_param(bias_in, "bias", x_in, op);
   const Tensor x = x_in.detach().contiguous();
@@ -368,14 +368,14 @@ Tensor row_norm(const char* op, const Tensor& x_in, const Tensor& weight_in, con
 }  // namespace
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
-  check(weight.defined(), "rms_norm", "expected a weight of shape [{}], got an undefined tensor",
-        x.size(-1));
+  DSSM_CHECK(weight.defined(), "rms_norm",
+             "expected a weight of shape [{}], got an undefined tensor", x.size(-1));
   return row_norm("rms_norm", x, weight, Tensor(), 1, false, eps);
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  check(weight.defined(), "layer_norm", "expected a weight of shape [{}], got an undefined tensor",
-        x.size(-1));
+  DSSM_CHECK(weight.defined(), "layer_norm",
+             "expected a weight of shape [{}], got an undefined tensor", x.size(-1));
   return row_norm("layer_norm", x, weight, bias, 1, true, eps);
 }
 

@@ -23,7 +23,7 @@ struct RowLayout {
 RowLayout to_rows(const Tensor& x, std::vector<int64_t> dims, bool keepdim, const char* op) {
   for (int64_t& d : dims) d = wrap_dim(d, x.dim(), op);
   std::sort(dims.begin(), dims.end());
-  check(std::adjacent_find(dims.begin(), dims.end()) == dims.end(), op, "dim repeated");
+  DSSM_CHECK(std::adjacent_find(dims.begin(), dims.end()) == dims.end(), op, "dim repeated");
   std::vector<int64_t> order;
   RowLayout layout;
   int64_t outer = 1, inner = 1;
@@ -104,7 +104,7 @@ Tensor reduce_rows(ReduceOp op, const RowLayout& layout, const Tensor& indices) 
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  check(is_floating(x.dtype()), "sum", "expected a floating tensor, got {}", describe(x));
+  DSSM_CHECK(is_floating(x.dtype()), "sum", "expected a floating tensor, got {}", describe(x));
   const RowLayout layout = to_rows(x, dims, keepdim, "sum");
   Tensor out = reduce_rows(ReduceOp::sum, layout, Tensor());
   record("sum", {x}, {out},
@@ -126,11 +126,13 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   return mul_scalar(total, 1.0 / static_cast<double>(std::max<int64_t>(count, 1)));
 }
 
-Tensor mean(const Tensor& x) { return mul_scalar(sum(x), 1.0 / std::max<int64_t>(x.numel(), 1)); }
+Tensor mean(const Tensor& x) {
+  return mul_scalar(sum(x), 1.0 / std::max<int64_t>(x.numel(), 1));
+}
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
-  check(is_floating(x.dtype()), "max", "expected a floating tensor, got {}", describe(x));
-  check(x.numel() > 0, "max", "cannot reduce an empty tensor {}", describe(x));
+  DSSM_CHECK(is_floating(x.dtype()), "max", "expected a floating tensor, got {}", describe(x));
+  DSSM_CHECK(x.numel() > 0, "max", "cannot reduce an empty tensor {}", describe(x));
   const int64_t d = wrap_dim(dim, x.dim(), "max");
   const RowLayout layout = to_rows(x, {d}, keepdim, "max");
   const Tensor indices = Tensor::empty({layout.rows.size(0)}, DType::i64, x.device());
@@ -162,21 +164,33 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
 namespace {
 
 const OpRegistration kSumAll{{.name = "sum",
-                              .make_inputs = [](Generator& g) {
-                                return std::vector<Tensor>{random_normal(g, {3, 4, 2})};
-                              },
+                              .make_inputs =
+                                  [](Generator& g) {
+                                    return std::vector<Tensor>{random_normal(g, {3, 4, 2})};
+                                  },
                               .run = [](const std::vector<Tensor>& in) { return sum(in[0]); }}};
-const OpRegistration kSumDims{
-    {.name = "sum_dims",
-     .make_inputs = [](Generator& g) { return std::vector<Tensor>{random_normal(g, {3, 4, 2})}; },
-     .run = [](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}, false); }}};
+const OpRegistration kSumDims{{.name = "sum_dims",
+                               .make_inputs =
+                                   [](Generator& g) {
+                                     return std::vector<Tensor>{random_normal(g, {3, 4, 2})};
+                                   },
+                               .run =
+                                   [](const std::vector<Tensor>& in) {
+                                     return sum(in[0], {0, 2}, false);
+                                   }}};
 const OpRegistration kMeanKeepdim{
     {.name = "mean_keepdim",
-     .make_inputs = [](Generator& g) { return std::vector<Tensor>{random_normal(g, {3, 4, 2})}; },
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {3, 4, 2})};
+         },
      .run = [](const std::vector<Tensor>& in) { return mean(in[0], {1}, true); }}};
 const OpRegistration kMax{
     {.name = "max",
-     .make_inputs = [](Generator& g) { return std::vector<Tensor>{random_normal(g, {3, 5, 2})}; },
+     .make_inputs =
+         [](Generator& g) {
+           return std::vector<Tensor>{random_normal(g, {3, 5, 2})};
+         },
      .run = [](const std::vector<Tensor>& in) { return max(in[0], 1, false); }}};
 
 }  // namespace

@@ -18,14 +18,16 @@ std::vector<GradcheckCase>& registry() {
 OpRegistration::OpRegistration(GradcheckCase c) {
   auto& cases = registry();
   for (const GradcheckCase& existing : cases) {
-    check(existing.name != c.name, "op registry", "op '{}' registered twice", c.name);
+    DSSM_CHECK(existing.name != c.name, "op registry", "op '{}' registered twice", c.name);
   }
   cases.push_back(std::move(c));
   std::sort(cases.begin(), cases.end(),
             [](const GradcheckCase& a, const GradcheckCase& b) { return a.name < b.name; });
 }
 
-const std::vector<GradcheckCase>& registered_ops() { return registry(); }
+const std::vector<GradcheckCase>& registered_ops() {
+  return registry();
+}
 
 Tensor random_normal(Generator& gen, const Shape& shape) {
   return Tensor::randn(shape, gen, DType::f64);

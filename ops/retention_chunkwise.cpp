@@ -280,7 +280,7 @@ std::vector<Tensor> chunkwise_backward(const SavedForBackward& saved, const Back
 Tensor retention_chunkwise(const Tensor& q, const Tensor& k, const Tensor& v, int64_t chunk_size,
                            const RetentionOptions& options) {
   check_retention_inputs(q, k, v, kOp);
-  check(chunk_size >= 1, kOp, "expected chunk_size >= 1, got {}", chunk_size);
+  DSSM_CHECK(chunk_size >= 1, kOp, "expected chunk_size >= 1, got {}", chunk_size);
   const RetentionDecay decay = retention_decay(options, q.size(1), kOp);
   const int64_t length = q.size(2);
   if (q.numel() == 0 || v.numel() == 0) {

@@ -9,7 +9,7 @@
 namespace dssm {
 
 std::vector<double> retention_default_gammas(int64_t heads) {
-  check(heads >= 1, "retention_default_gammas", "expected heads >= 1, got {}", heads);
+  DSSM_CHECK(heads >= 1, "retention_default_gammas", "expected heads >= 1, got {}", heads);
   std::vector<double> gammas(static_cast<size_t>(heads));
   for (int64_t h = 0; h < heads; ++h) gammas[h] = 1.0 - std::exp2(-5.0 - static_cast<double>(h));
   return gammas;
@@ -28,36 +28,37 @@ double RetentionDecay::row_scale(int64_t head, int64_t position) const {
 }
 
 void check_retention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const char* op) {
-  check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op,
-        "expected q, k [batch, heads, length, dk] and v [batch, heads, length, dv], got q {}, "
-        "k {}, v {}",
-        describe(q), describe(k), describe(v));
+  DSSM_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op,
+             "expected q, k [batch, heads, length, dk] and v [batch, heads, length, dv], got q {}, "
+             "k {}, v {}",
+             describe(q), describe(k), describe(v));
   constexpr const char* dim_names[] = {"batch", "heads", "length", "dk"};
   for (int d = 0; d < 4; ++d) {
-    check(k.size(d) == q.size(d), op, "q and k differ in {}: expected k of shape {}, got {}",
-          dim_names[d], shape_str(q.shape()), describe(k));
-    check(d == 3 || v.size(d) == q.size(d), op,
-          "q and v differ in {}: expected v of shape [{}, {}, {}, dv], got {}", dim_names[d],
-          q.size(0), q.size(1), q.size(2), describe(v));
+    DSSM_CHECK(k.size(d) == q.size(d), op, "q and k differ in {}: expected k of shape {}, got {}",
+               dim_names[d], shape_str(q.shape()), describe(k));
+    DSSM_CHECK(d == 3 || v.size(d) == q.size(d), op,
+               "q and v differ in {}: expected v of shape [{}, {}, {}, dv], got {}", dim_names[d],
+               q.size(0), q.size(1), q.size(2), describe(v));
   }
-  check(is_floating(q.dtype()) && k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
-        "expected q, k, v of one floating dtype, got q {}, k {}, v {}", describe(q), describe(k),
-        describe(v));
-  check(k.device() == q.device() && v.device() == q.device(), op,
-        "expected q, k, v on one device, got q {}, k {}, v {}", describe(q), describe(k),
-        describe(v));
+  DSSM_CHECK(is_floating(q.dtype()) && k.dtype() == q.dtype() && v.dtype() == q.dtype(), op,
+             "expected q, k, v of one floating dtype, got q {}, k {}, v {}", describe(q),
+             describe(k), describe(v));
+  DSSM_CHECK(k.device() == q.device() && v.device() == q.device(), op,
+             "expected q, k, v on one device, got q {}, k {}, v {}", describe(q), describe(k),
+             describe(v));
 }
 
 RetentionDecay retention_decay(const RetentionOptions& options, int64_t heads, const char* op) {
   if (!options.gammas.defined()) return {retention_default_gammas(heads)};
-  check(options.gammas.dim() == 1 && options.gammas.size(0) == heads, op,
-        "expected gammas of shape [{}] (one per head), got {}", heads, describe(options.gammas));
-  check(is_floating(options.gammas.dtype()), op, "expected floating gammas, got {}",
-        describe(options.gammas));
+  DSSM_CHECK(options.gammas.dim() == 1 && options.gammas.size(0) == heads, op,
+             "expected gammas of shape [{}] (one per head), got {}", heads,
+             describe(options.gammas));
+  DSSM_CHECK(is_floating(options.gammas.dtype()), op, "expected floating gammas, got {}",
+             describe(options.gammas));
   RetentionDecay decay{options.gammas.to_vector<double>()};
   for (int64_t h = 0; h < heads; ++h) {
-    check(decay.gammas[h] > 0.0 && decay.gammas[h] <= 1.0, op,
-          "expected every gamma in (0, 1], got gamma[{}] = {}", h, decay.gammas[h]);
+    DSSM_CHECK(decay.gammas[h] > 0.0 && decay.gammas[h] <= 1.0, op,
+               "expected every gamma in (0, 1], got gamma[{}] = {}", h, decay.gammas[h]);
   }
   return decay;
 }

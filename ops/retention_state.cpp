@@ -16,12 +16,12 @@ Tensor retention_final_state(const Tensor& k, const Tensor& v, const Tensor& ini
   check_retention_inputs(k, k, v, kOp);
   const int64_t B = k.size(0), H = k.size(1), T = k.size(2), dk = k.size(3), dv = v.size(3);
   const Shape state_shape = {B, H, dk, dv};
-  check(!initial_state.defined() ||
-            (initial_state.shape() == state_shape && initial_state.dtype() == k.dtype() &&
-             initial_state.device() == k.device()),
-        kOp, "expected initial_state of shape {} ({} on {}, as k) or none, got {}",
-        shape_str(state_shape), dtype_name(k.dtype()), k.device().str(),
-        initial_state.defined() ? describe(initial_state) : "none");
+  DSSM_CHECK(!initial_state.defined() ||
+                 (initial_state.shape() == state_shape && initial_state.dtype() == k.dtype() &&
+                  initial_state.device() == k.device()),
+             kOp, "expected initial_state of shape {} ({} on {}, as k) or none, got {}",
+             shape_str(state_shape), dtype_name(k.dtype()), k.device().str(),
+             initial_state.defined() ? describe(initial_state) : "none");
   const RetentionDecay decay = retention_decay(options, H, kOp);
   // Γ [H, T, 1]: key m decays by gamma^(T-1-m) until the last token.
   const Tensor key_decay =

@@ -18,23 +18,24 @@ constexpr const char* kOp = "retention_step";
 
 void check_step_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& state,
                        int64_t position) {
-  check(q.dim() == 3 && k.dim() == 3 && v.dim() == 3 && state.dim() == 4, kOp,
-        "expected q_t, k_t [batch, heads, dk], v_t [batch, heads, dv], state [batch, heads, dk, "
-        "dv], got q_t {}, k_t {}, v_t {}, state {}",
-        describe(q), describe(k), describe(v), describe(state));
+  DSSM_CHECK(
+      q.dim() == 3 && k.dim() == 3 && v.dim() == 3 && state.dim() == 4, kOp,
+      "expected q_t, k_t [batch, heads, dk], v_t [batch, heads, dv], state [batch, heads, dk, "
+      "dv], got q_t {}, k_t {}, v_t {}, state {}",
+      describe(q), describe(k), describe(v), describe(state));
   const Shape expected_state = {q.size(0), q.size(1), q.size(2), v.size(2)};
-  check(k.shape() == q.shape(), kOp, "expected k_t of shape {} (as q_t), got {}",
-        shape_str(q.shape()), describe(k));
-  check(v.size(0) == q.size(0) && v.size(1) == q.size(1), kOp,
-        "expected v_t of shape [{}, {}, dv], got {}", q.size(0), q.size(1), describe(v));
-  check(state.shape() == expected_state, kOp, "expected state of shape {}, got {}",
-        shape_str(expected_state), describe(state));
+  DSSM_CHECK(k.shape() == q.shape(), kOp, "expected k_t of shape {} (as q_t), got {}",
+             shape_str(q.shape()), describe(k));
+  DSSM_CHECK(v.size(0) == q.size(0) && v.size(1) == q.size(1), kOp,
+             "expected v_t of shape [{}, {}, dv], got {}", q.size(0), q.size(1), describe(v));
+  DSSM_CHECK(state.shape() == expected_state, kOp, "expected state of shape {}, got {}",
+             shape_str(expected_state), describe(state));
   for (const Tensor* t : {&k, &v, &state}) {
-    check(t->dtype() == q.dtype() && t->device() == q.device() && is_floating(q.dtype()), kOp,
-          "expected one floating dtype and one device, got q_t {} and {}", describe(q),
-          describe(*t));
+    DSSM_CHECK(t->dtype() == q.dtype() && t->device() == q.device() && is_floating(q.dtype()), kOp,
+               "expected one floating dtype and one device, got q_t {} and {}", describe(q),
+               describe(*t));
   }
-  check(position >= 0, kOp, "expected position >= 0, got {}", position);
+  DSSM_CHECK(position >= 0, kOp, "expected position >= 0, got {}", position);
 }
 
 void cpu_step(const Tensor& out, const Tensor& new_state, const Tensor& q, const Tensor& k,

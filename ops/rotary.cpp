@@ -54,13 +54,13 @@ void cpu_rotary(const Tensor& out, const Tensor& x, int64_t offset, bool inverse
 }
 
 Tensor rotate(const Tensor& input, int64_t offset, bool inverse, const RotaryFrequencies& f) {
-  check(input.dim() >= 2 && input.size(-1) % 2 == 0, "rotary",
-        "expected x [..., length, dim] with an even dim, got {}", describe(input));
-  check(is_floating(input.dtype()), "rotary", "expected a floating tensor, got {}",
-        describe(input));
-  check(offset >= 0, "rotary", "expected offset >= 0, got {}", offset);
-  check(f.base > 1.0 && std::isfinite(f.base), "rotary",
-        "expected a frequency base > 1 (rope_theta), got {}", f.base);
+  DSSM_CHECK(input.dim() >= 2 && input.size(-1) % 2 == 0, "rotary",
+             "expected x [..., length, dim] with an even dim, got {}", describe(input));
+  DSSM_CHECK(is_floating(input.dtype()), "rotary", "expected a floating tensor, got {}",
+             describe(input));
+  DSSM_CHECK(offset >= 0, "rotary", "expected offset >= 0, got {}", offset);
+  DSSM_CHECK(f.base > 1.0 && std::isfinite(f.base), "rotary",
+             "expected a frequency base > 1 (rope_theta), got {}", f.base);
   const double divisor = exponent_divisor(f.spacing, input.size(-1) / 2);
   const Tensor x = input.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());

@@ -40,23 +40,24 @@ constexpr int64_t kChunk = 64;
 // detached and contiguous, ready for a kernel.
 ScanInputs checked_operands(const ScanInputs& in, bool step, const char* op) {
   const int64_t rank = step ? 2 : 3;
-  check(in.u.defined() && in.delta.defined() && in.A.defined() && in.B.defined() && in.C.defined(),
-        op, "u, delta, A, B and C are required");
-  check(in.u.dim() == rank, op, "expected u of {} dims ([batch, channels{}]), got {}", rank,
-        step ? "" : ", length", describe(in.u));
-  check(is_floating(in.u.dtype()), op, "expected floating inputs, got u {}", describe(in.u));
+  DSSM_CHECK(
+      in.u.defined() && in.delta.defined() && in.A.defined() && in.B.defined() && in.C.defined(),
+      op, "u, delta, A, B and C are required");
+  DSSM_CHECK(in.u.dim() == rank, op, "expected u of {} dims ([batch, channels{}]), got {}", rank,
+             step ? "" : ", length", describe(in.u));
+  DSSM_CHECK(is_floating(in.u.dtype()), op, "expected floating inputs, got u {}", describe(in.u));
   const int64_t batch = in.u.size(0), channels = in.u.size(1);
-  check(in.A.dim() == 2 && in.A.size(0) == channels, op, "expected A of shape [{}, N], got {}",
-        channels, describe(in.A));
+  DSSM_CHECK(in.A.dim() == 2 && in.A.size(0) == channels, op, "expected A of shape [{}, N], got {}",
+             channels, describe(in.A));
   const int64_t N = in.A.size(1);
   Shape per_channel = {batch, channels}, per_state = {batch, N};
   if (!step) per_channel.push_back(in.u.size(2)), per_state.push_back(in.u.size(2));
   auto expect = [&](const Tensor& t, const char* name, const Shape& shape) {
     if (!t.defined()) return Tensor();
-    check(t.shape() == shape, op, "expected {} of shape {}, got {}", name, shape_str(shape),
-          describe(t));
-    check(t.dtype() == in.u.dtype() && t.device() == in.u.device(), op,
-          "expected {} to match u ({}), got {}", name, describe(in.u), describe(t));
+    DSSM_CHECK(t.shape() == shape, op, "expected {} of shape {}, got {}", name, shape_str(shape),
+               describe(t));
+    DSSM_CHECK(t.dtype() == in.u.dtype() && t.device() == in.u.device(), op,
+               "expected {} to match u ({}), got {}", name, describe(in.u), describe(t));
     return t.detach().contiguous();
   };
   return {.u = expect(in.u, "u", per_channel),
@@ -383,14 +384,15 @@ std::vector<Tensor> selective_scans_shared_C(const std::vector<ScanInputs>& scan
   const Tensor shared_C = C.defined() ? C.detach().contiguous() : C;
   for (size_t j = 0; j < scans.size(); ++j) {
     ScanInputs s = scans[j];
-    check(!s.C.defined() && !s.D.defined() && !s.z.defined(), op,
-          "scan {}: expected no C, D or z of its own (C is shared, D and z are not read)", j);
+    DSSM_CHECK(!s.C.defined() && !s.D.defined() && !s.z.defined(), op,
+               "scan {}: expected no C, D or z of its own (C is shared, D and z are not read)", j);
     s.C = shared_C;
     ins.push_back(checked_operands(s, false, op));
     const ScanInputs& first = ins.front();
-    check(ins.back().u.shape() == first.u.shape() && ins.back().A.shape() == first.A.shape(), op,
-          "expected every scan of the shapes of scan 0 (u {}, A {}), got scan {}: u {}, A {}",
-          describe(first.u), describe(first.A), j, describe(ins.back().u), describe(ins.back().A));
+    DSSM_CHECK(
+        ins.back().u.shape() == first.u.shape() && ins.back().A.shape() == first.A.shape(), op,
+        "expected every scan of the shapes of scan 0 (u {}, A {}), got scan {}: u {}, A {}",
+        describe(first.u), describe(first.A), j, describe(ins.back().u), describe(ins.back().A));
     for (const Tensor& t : {s.u, s.delta, s.A, s.B, s.delta_bias}) differentiable.push_back(t);
   }
   differentiable.push_back(C);
@@ -436,16 +438,16 @@ Tensor selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, con
 Tensor selective_scan_step(const ScanInputs& inputs, const Tensor& state) {
   const char* op = "selective_scan_step";
   const ScanInputs in = checked_operands(inputs, true, op);
-  check(!any_requires_grad({inputs.u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D,
-                            inputs.z, inputs.delta_bias}),
-        op, "not differentiable: run it under NoGradGuard (or use selective_scan to train)");
+  DSSM_CHECK(!any_requires_grad({inputs.u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D,
+                                 inputs.z, inputs.delta_bias}),
+             op, "not differentiable: run it under NoGradGuard (or use selective_scan to train)");
   const Shape state_shape{in.u.size(0), in.u.size(1), in.A.size(1)};
-  check(state.defined() && state.shape() == state_shape &&
-            state.dtype() == scan_state_dtype(in.u.dtype()) && state.device() == in.u.device() &&
-            state.is_contiguous(),
-        op, "expected a contiguous state {}{} on {}, got {}",
-        dtype_name(scan_state_dtype(in.u.dtype())), shape_str(state_shape), in.u.device().str(),
-        state.defined() ? describe(state) : "none");
+  DSSM_CHECK(state.defined() && state.shape() == state_shape &&
+                 state.dtype() == scan_state_dtype(in.u.dtype()) &&
+                 state.device() == in.u.device() && state.is_contiguous(),
+             op, "expected a contiguous state {}{} on {}, got {}",
+             dtype_name(scan_state_dtype(in.u.dtype())), shape_str(state_shape),
+             in.u.device().str(), state.defined() ? describe(state) : "none");
   Tensor y = Tensor::empty(in.u.shape(), in.u.dtype(), in.u.device());
   if (cuda_kernel_fits(in)) {
     cuda::selective_scan_step(in, state, y);

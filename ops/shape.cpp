@@ -14,7 +14,7 @@
 namespace dssm {
 
 Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
-  check(!tensors.empty(), "concat", "expected at least one tensor, got none");
+  DSSM_CHECK(!tensors.empty(), "concat", "expected at least one tensor, got none");
   const Tensor& first = tensors[0];
   const int64_t d = wrap_dim(dim, first.dim(), "concat");
   Shape shape = first.shape();
@@ -22,13 +22,13 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   std::vector<int64_t> sizes;
   for (size_t k = 0; k < tensors.size(); ++k) {
     const Tensor& t = tensors[k];
-    check(t.dtype() == first.dtype() && t.device() == first.device(), "concat",
-          "tensor {} is {}, expected the dtype and device of tensor 0 ({})", k, describe(t),
-          describe(first));
+    DSSM_CHECK(t.dtype() == first.dtype() && t.device() == first.device(), "concat",
+               "tensor {} is {}, expected the dtype and device of tensor 0 ({})", k, describe(t),
+               describe(first));
     bool same = t.dim() == first.dim();
     for (int64_t i = 0; same && i < t.dim(); ++i) same = i == d || t.size(i) == first.size(i);
-    check(same, "concat", "tensor {} has shape {}, expected {} except along dim {}", k,
-          shape_str(t.shape()), shape_str(first.shape()), d);
+    DSSM_CHECK(same, "concat", "tensor {} has shape {}, expected {} except along dim {}", k,
+               shape_str(t.shape()), shape_str(first.shape()), d);
     sizes.push_back(t.size(d));
     shape[d] += t.size(d);
   }
@@ -48,12 +48,12 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
-  check(!tensors.empty(), "stack", "expected at least one tensor, got none");
+  DSSM_CHECK(!tensors.empty(), "stack", "expected at least one tensor, got none");
   std::vector<Tensor> unsqueezed;
   for (size_t k = 0; k < tensors.size(); ++k) {
-    check(tensors[k].shape() == tensors[0].shape(), "stack",
-          "tensor {} has shape {}, expected the shape of tensor 0, {}", k,
-          shape_str(tensors[k].shape()), shape_str(tensors[0].shape()));
+    DSSM_CHECK(tensors[k].shape() == tensors[0].shape(), "stack",
+               "tensor {} has shape {}, expected the shape of tensor 0, {}", k,
+               shape_str(tensors[k].shape()), shape_str(tensors[0].shape()));
     unsqueezed.push_back(tensors[k].unsqueeze(dim));
   }
   return concat(unsqueezed, dim);
@@ -63,11 +63,11 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   const int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
   for (int64_t s : sizes) {
-    check(s >= 0, "split", "negative size in {}", shape_str(sizes));
+    DSSM_CHECK(s >= 0, "split", "negative size in {}", shape_str(sizes));
     total += s;
   }
-  check(total == x.size(d), "split", "sizes {} add up to {}, expected {} (dim {} of {})",
-        shape_str(sizes), total, x.size(d), d, describe(x));
+  DSSM_CHECK(total == x.size(d), "split", "sizes {} add up to {}, expected {} (dim {} of {})",
+             shape_str(sizes), total, x.size(d), d, describe(x));
   std::vector<Tensor> parts;
   int64_t offset = 0;
   for (int64_t s : sizes) parts.push_back(x.narrow(d, offset, s)), offset += s;
@@ -75,7 +75,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t n, int64_t dim) {
-  check(n > 0, "chunk", "expected a positive number of chunks, got {}", n);
+  DSSM_CHECK(n > 0, "chunk", "expected a positive number of chunks, got {}", n);
   const int64_t d = wrap_dim(dim, x.dim(), "chunk");
   const int64_t size = x.size(d), step = (size + n - 1) / n;
   if (size == 0) return {x};
@@ -176,14 +176,15 @@ Tensor index_add(const Tensor& g_in, const Tensor& index, const Shape& x_shape, 
 }  // namespace
 
 Tensor index_select(const Tensor& x_in, int64_t dim, const Tensor& index_in) {
-  check(index_in.dim() == 1 && (index_in.dtype() == DType::i32 || index_in.dtype() == DType::i64),
-        "index_select", "expected a 1-D i32 or i64 index, got {}", describe(index_in));
-  check(index_in.device() == x_in.device(), "index_select", "device mismatch: x {} vs index {}",
-        describe(x_in), describe(index_in));
+  DSSM_CHECK(
+      index_in.dim() == 1 && (index_in.dtype() == DType::i32 || index_in.dtype() == DType::i64),
+      "index_select", "expected a 1-D i32 or i64 index, got {}", describe(index_in));
+  DSSM_CHECK(index_in.device() == x_in.device(), "index_select",
+             "device mismatch: x {} vs index {}", describe(x_in), describe(index_in));
   const int64_t d = wrap_dim(dim, x_in.dim(), "index_select");
   const IndexScan scan = scan_indices(index_in, x_in.size(d));
-  check(scan.first_bad < 0, "index_select", "index[{}] = {} is outside [0, {}) (dim {} of {})",
-        scan.first_bad, scan.bad_value, x_in.size(d), d, describe(x_in));
+  DSSM_CHECK(scan.first_bad < 0, "index_select", "index[{}] = {} is outside [0, {}) (dim {} of {})",
+             scan.first_bad, scan.bad_value, x_in.size(d), d, describe(x_in));
   const Tensor x = x_in.detach().contiguous(), index = index_in.contiguous();
   Shape shape = x.shape();
   shape[d] = index.numel();
@@ -232,9 +233,10 @@ void cpu_where(const Tensor& out, const Tensor& cond, const Tensor& a, const Ten
 }  // namespace
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check(a.dtype() == b.dtype(), "where", "dtype mismatch: a {} vs b {}", describe(a), describe(b));
-  check(a.device() == b.device() && cond.device() == a.device(), "where",
-        "device mismatch: cond {}, a {}, b {}", describe(cond), describe(a), describe(b));
+  DSSM_CHECK(a.dtype() == b.dtype(), "where", "dtype mismatch: a {} vs b {}", describe(a),
+             describe(b));
+  DSSM_CHECK(a.device() == b.device() && cond.device() == a.device(), "where",
+             "device mismatch: cond {}, a {}, b {}", describe(cond), describe(a), describe(b));
   const Shape shape =
       broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape(), "where"), "where");
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
@@ -259,8 +261,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   const Shape shape = broadcast_shapes(x.shape(), mask.shape(), "masked_fill");
-  check(shape == x.shape(), "masked_fill", "mask {} does not broadcast to the shape of x {}",
-        describe(mask), describe(x));
+  DSSM_CHECK(shape == x.shape(), "masked_fill", "mask {} does not broadcast to the shape of x {}",
+             describe(mask), describe(x));
   return where(mask, Tensor::full({}, value, x.dtype(), x.device()), x);
 }
 

@@ -193,7 +193,7 @@ Tensor softmax_last_dim(const Tensor& input, bool log) {
 
 Tensor softmax_along(const Tensor& x, int64_t dim, bool log) {
   const char* name = softmax_name(log);
-  check(is_floating(x.dtype()), name, "expected a floating tensor, got {}", describe(x));
+  DSSM_CHECK(is_floating(x.dtype()), name, "expected a floating tensor, got {}", describe(x));
   if (x.dim() == 0) return softmax_along(x.reshape({1}), 0, log).reshape({});
   const int64_t d = wrap_dim(dim, x.dim(), name);
   if (d != x.dim() - 1) return softmax_last_dim(x.transpose(d, -1), log).transpose(d, -1);

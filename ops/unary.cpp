@@ -81,8 +81,8 @@ Tensor unary_backward(UnaryOp op, const Tensor& grad_out, const Tensor& saved, d
 }  // namespace
 
 Tensor unary(UnaryOp op, const Tensor& input, double param) {
-  check(is_floating(input.dtype()), unary_name(op), "expected a floating tensor, got {}",
-        describe(input));
+  DSSM_CHECK(is_floating(input.dtype()), unary_name(op), "expected a floating tensor, got {}",
+             describe(input));
   const Tensor x = input.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.is_cuda()) {

@@ -16,20 +16,20 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
   int64_t known = 1, infer_at = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      check(infer_at < 0, op, "only one dimension can be -1 in {}", shape_str(requested));
+      DSSM_CHECK(infer_at < 0, op, "only one dimension can be -1 in {}", shape_str(requested));
       infer_at = static_cast<int64_t>(i);
     } else {
-      check(shape[i] >= 0, op, "invalid size in {}", shape_str(requested));
+      DSSM_CHECK(shape[i] >= 0, op, "invalid size in {}", shape_str(requested));
       known *= shape[i];
     }
   }
   if (infer_at >= 0) {
-    check(known > 0 && numel % known == 0, op, "cannot infer -1 in {} for {} elements",
-          shape_str(requested), numel);
+    DSSM_CHECK(known > 0 && numel % known == 0, op, "cannot infer -1 in {} for {} elements",
+               shape_str(requested), numel);
     shape[static_cast<size_t>(infer_at)] = numel / known;
   }
-  check(numel_of(shape) == numel, op, "shape {} is invalid for input of {} elements",
-        shape_str(requested), numel);
+  DSSM_CHECK(numel_of(shape) == numel, op, "shape {} is invalid for input of {} elements",
+             shape_str(requested), numel);
   return shape;
 }
 
@@ -76,9 +76,9 @@ Tensor make_view(const Tensor& x, const Shape& shape, const Strides& strides, in
 Tensor Tensor::view(const Shape& requested) const {
   const Shape shape = infer_shape(requested, numel(), "view");
   Strides strides = numel() == 0 ? contiguous_strides(shape) : view_strides(*this, shape);
-  check(!strides.empty() || shape.empty(), "view",
-        "cannot view {} with strides {} as {} without a copy; use reshape()", describe(*this),
-        shape_str(this->strides()), shape_str(shape));
+  DSSM_CHECK(!strides.empty() || shape.empty(), "view",
+             "cannot view {} with strides {} as {} without a copy; use reshape()", describe(*this),
+             shape_str(this->strides()), shape_str(shape));
   return make_view(*this, shape, strides, offset(), "view",
                    [in_shape = this->shape()](const BackwardArgs& args) {
                      return std::vector<Tensor>{args.grad().reshape(in_shape)};
@@ -92,22 +92,21 @@ Tensor Tensor::reshape(const Shape& requested) const {
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
-  check(static_cast<int64_t>(dims.size()) == dim(), "permute", "{} dims given for {}",
-        dims.size(), describe(*this));
+  DSSM_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute", "{} dims given for {}",
+             dims.size(), describe(*this));
   Shape shape(dims.size());
   Strides strides(dims.size());
   std::vector<int64_t> inverse(dims.size(), -1);
   for (size_t i = 0; i < dims.size(); ++i) {
     const int64_t d = wrap_dim(dims[i], dim(), "permute");
-    check(inverse[d] < 0, "permute", "dim {} repeated", d);
+    DSSM_CHECK(inverse[d] < 0, "permute", "dim {} repeated", d);
     inverse[d] = static_cast<int64_t>(i);
     shape[i] = this->shape()[d];
     strides[i] = this->strides()[d];
   }
-  return make_view(*this, shape, strides, offset(), "permute",
-                   [inverse](const BackwardArgs& args) {
-                     return std::vector<Tensor>{args.grad().permute(inverse)};
-                   });
+  return make_view(*this, shape, strides, offset(), "permute", [inverse](const BackwardArgs& args) {
+    return std::vector<Tensor>{args.grad().permute(inverse)};
+  });
 }
 
 Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
@@ -119,9 +118,9 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim(d, dim(), "narrow");
-  check(start >= 0 && length >= 0 && start + length <= size(d), "narrow",
-        "range [{}, {}) outside dim {} of size {} in {}", start, start + length, d, size(d),
-        describe(*this));
+  DSSM_CHECK(start >= 0 && length >= 0 && start + length <= size(d), "narrow",
+             "range [{}, {}) outside dim {} of size {} in {}", start, start + length, d, size(d),
+             describe(*this));
   Shape shape = this->shape();
   shape[d] = length;
   return make_view(*this, shape, strides(), offset() + start * strides()[d], "narrow",
@@ -135,23 +134,23 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
   d = wrap_dim(d, dim(), "select");
-  check(index >= -size(d) && index < size(d), "select", "index {} out of range for dim {} of {}",
-        index, d, describe(*this));
+  DSSM_CHECK(index >= -size(d) && index < size(d), "select",
+             "index {} out of range for dim {} of {}", index, d, describe(*this));
   if (index < 0) index += size(d);
   return narrow(d, index, 1).squeeze(d);
 }
 
 Tensor Tensor::expand(const Shape& target) const {
-  check(target.size() >= shape().size(), "expand", "cannot expand {} to fewer dims {}",
-        describe(*this), shape_str(target));
+  DSSM_CHECK(target.size() >= shape().size(), "expand", "cannot expand {} to fewer dims {}",
+             describe(*this), shape_str(target));
   const size_t lead = target.size() - shape().size();
   Shape shape(target.size());
   Strides strides(target.size(), 0);
   for (size_t i = 0; i < target.size(); ++i) {
     const int64_t have = i < lead ? 1 : this->shape()[i - lead];
     const int64_t want = target[i] == -1 ? have : target[i];
-    check(have == want || have == 1, "expand", "cannot expand {} to {}", describe(*this),
-          shape_str(target));
+    DSSM_CHECK(have == want || have == 1, "expand", "cannot expand {} to {}", describe(*this),
+               shape_str(target));
     shape[i] = want;
     if (i >= lead && have == want) strides[i] = this->strides()[i - lead];
   }
@@ -163,7 +162,8 @@ Tensor Tensor::expand(const Shape& target) const {
 
 Tensor Tensor::squeeze(int64_t d) const {
   d = wrap_dim(d, dim(), "squeeze");
-  check(size(d) == 1, "squeeze", "dim {} has size {}, not 1, in {}", d, size(d), describe(*this));
+  DSSM_CHECK(size(d) == 1, "squeeze", "dim {} has size {}, not 1, in {}", d, size(d),
+             describe(*this));
   Shape shape = this->shape();
   Strides strides = this->strides();
   shape.erase(shape.begin() + d);
@@ -190,11 +190,10 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 namespace {
 
 GradcheckCase view_case(const char* name, Shape shape, std::function<Tensor(const Tensor&)> f) {
-  return {.name = name,
-          .make_inputs = [shape](Generator& g) {
-            return std::vector<Tensor>{random_normal(g, shape)};
-          },
-          .run = [f](const std::vector<Tensor>& in) { return f(in[0]); }};
+  return {
+      .name = name,
+      .make_inputs = [shape](Generator& g) { return std::vector<Tensor>{random_normal(g, shape)}; },
+      .run = [f](const std::vector<Tensor>& in) { return f(in[0]); }};
 }
 
 // Each view is followed by a multiplication so the gradient reaching it is not uniform, and

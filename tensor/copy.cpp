@@ -36,8 +36,8 @@ void cpu_copy(const Tensor& dst, const Tensor& src) {
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) const {
-  check(shape() == src.shape(), "copy", "destination {} and source {} differ in shape",
-        describe(*this), describe(src));
+  DSSM_CHECK(shape() == src.shape(), "copy", "destination {} and source {} differ in shape",
+             describe(*this), describe(src));
   if (numel() == 0) return;
   if (device().is_cpu() && src.device().is_cpu()) return cpu_copy(*this, src);
   if (device() == src.device()) return cuda::copy_strided(*this, src);

@@ -10,11 +10,13 @@ Generator& default_generator() {
   return generator;
 }
 
-void manual_seed(uint64_t seed) { default_generator().set_state(seed, 0); }
+void manual_seed(uint64_t seed) {
+  default_generator().set_state(seed, 0);
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) {
-    check(d >= 0, "empty", "negative dimension in shape {}", shape_str(shape));
+    DSSM_CHECK(d >= 0, "empty", "negative dimension in shape {}", shape_str(shape));
   }
   auto impl = std::make_shared<TensorImpl>();
   impl->storage =
@@ -42,7 +44,7 @@ Tensor Tensor::arange(int64_t end, DType dtype, Device device) {
 }
 
 Tensor Tensor::arange(double start, double end, double step, DType dtype, Device device) {
-  check(step != 0.0, "arange", "step must be non-zero");
+  DSSM_CHECK(step != 0.0, "arange", "step must be non-zero");
   const double span = (end - start) / step;
   const int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span)) : 0;
   std::vector<double> values(static_cast<size_t>(n));
@@ -54,8 +56,8 @@ namespace {
 
 // Element i of the draw reads philox(seed, first + i): see tensor/random.hpp.
 Tensor random_tensor(const Shape& shape, Generator& gen, DType dtype, Device device, bool normal) {
-  check(is_floating(dtype), normal ? "randn" : "rand", "expected a floating dtype, got {}",
-        dtype_name(dtype));
+  DSSM_CHECK(is_floating(dtype), normal ? "randn" : "rand", "expected a floating dtype, got {}",
+             dtype_name(dtype));
   Tensor t = Tensor::empty(shape, dtype, device);
   const int64_t n = t.numel();
   const uint64_t first = gen.advance(static_cast<uint64_t>(n));
@@ -96,9 +98,9 @@ Tensor Tensor::randn(const Shape& shape, DType dtype, Device device) {
 template <typename T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, DType dtype,
                            Device device) {
-  check(static_cast<int64_t>(values.size()) == numel_of(shape), "from_vector",
-        "{} values given for shape {} ({} elements)", values.size(), shape_str(shape),
-        numel_of(shape));
+  DSSM_CHECK(static_cast<int64_t>(values.size()) == numel_of(shape), "from_vector",
+             "{} values given for shape {} ({} elements)", values.size(), shape_str(shape),
+             numel_of(shape));
   Tensor host = empty(shape, dtype_of<T>::value, Device::cpu());
   std::copy(values.begin(), values.end(), host.data<T>());
   if (dtype == host.dtype() && device.is_cpu()) return host;

@@ -7,11 +7,13 @@
 namespace dssm {
 
 TensorImpl& Tensor::impl() const {
-  check(impl_ != nullptr, "Tensor", "operation on an undefined tensor");
+  DSSM_CHECK(impl_ != nullptr, "Tensor", "operation on an undefined tensor");
   return *impl_;
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "Tensor::size")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "Tensor::size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -28,20 +30,22 @@ void* Tensor::raw_data() const {
 }
 
 Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, int64_t offset) const {
-  check(shape.size() == strides.size(), "as_strided", "shape {} and strides {} differ in rank",
-        shape_str(shape), shape_str(strides));
+  DSSM_CHECK(shape.size() == strides.size(), "as_strided", "shape {} and strides {} differ in rank",
+             shape_str(shape), shape_str(strides));
   // The furthest element the view can touch must lie inside the storage.
   int64_t last = offset;
   for (size_t d = 0; d < shape.size(); ++d) {
-    check(shape[d] >= 0 && strides[d] >= 0, "as_strided", "negative size or stride in {} / {}",
-          shape_str(shape), shape_str(strides));
-    if (shape[d] == 0) last = offset - 1;
-    else if (last >= offset) last += (shape[d] - 1) * strides[d];
+    DSSM_CHECK(shape[d] >= 0 && strides[d] >= 0, "as_strided", "negative size or stride in {} / {}",
+               shape_str(shape), shape_str(strides));
+    if (shape[d] == 0)
+      last = offset - 1;
+    else if (last >= offset)
+      last += (shape[d] - 1) * strides[d];
   }
   const int64_t capacity = static_cast<int64_t>(storage()->nbytes() / dtype_size(dtype()));
-  check(offset >= 0 && last < capacity, "as_strided",
-        "view {} strides {} offset {} reaches element {} of a storage of {} elements",
-        shape_str(shape), shape_str(strides), offset, last, capacity);
+  DSSM_CHECK(offset >= 0 && last < capacity, "as_strided",
+             "view {} strides {} offset {} reaches element {} of a storage of {} elements",
+             shape_str(shape), shape_str(strides), offset, last, capacity);
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = storage();
   impl->shape = shape;
@@ -52,7 +56,7 @@ Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, int64_t of
 }
 
 double Tensor::item() const {
-  check(numel() == 1, "item", "expected a tensor with one element, got {}", describe(*this));
+  DSSM_CHECK(numel() == 1, "item", "expected a tensor with one element, got {}", describe(*this));
   return to_vector<double>()[0];
 }
 

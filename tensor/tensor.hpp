@@ -22,7 +22,7 @@ struct AutogradMeta;  // autograd/graph.hpp
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Strides strides;  // in elements
+  Strides strides;     // in elements
   int64_t offset = 0;  // in elements, into storage
   DType dtype = DType::f32;
   std::shared_ptr<AutogradMeta> autograd;  // null: no gradient wanted, no producing node
@@ -55,8 +55,8 @@ class Tensor {
   void* raw_data() const;
   template <typename T>
   T* data() const {
-    check(dtype_of<T>::value == dtype(), "Tensor::data", "requested {} but tensor is {}",
-          dtype_name(dtype_of<T>::value), dtype_name(dtype()));
+    DSSM_CHECK(dtype_of<T>::value == dtype(), "Tensor::data", "requested {} but tensor is {}",
+               dtype_name(dtype_of<T>::value), dtype_name(dtype()));
     return static_cast<T*>(raw_data());
   }
 
@@ -88,7 +88,7 @@ class Tensor {
   double item() const;  // the value of a one-element tensor, as double
   template <typename T>
   std::vector<T> to_vector() const;  // all elements in row-major order, converted to T
-  std::string str() const;  // a printout with shape, dtype and device
+  std::string str() const;           // a printout with shape, dtype and device
 
   // ---- raw views and copies (no autograd; the differentiable ones are in ops/) -----------------
   Tensor as_strided(const Shape& shape, const Strides& strides, int64_t offset) const;

@@ -7,7 +7,7 @@ namespace dssm::train {
 
 double accumulate_gradients(models::LanguageModel& model, MasterWeights& weights,
                             const std::vector<Batch>& micro_batches) {
-  check(!micro_batches.empty(), "accumulate_gradients", "expected at least one micro-batch");
+  DSSM_CHECK(!micro_batches.empty(), "accumulate_gradients", "expected at least one micro-batch");
   const double scale = 1.0 / static_cast<double>(micro_batches.size());
   double mean_loss = 0.0;
   for (const Batch& batch : micro_batches) {

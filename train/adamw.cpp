@@ -33,20 +33,20 @@ void adamw_cpu(T* p, const T* g, T* m, T* v, int64_t n, const cuda::AdamWHyper& 
 
 AdamW::AdamW(std::vector<nn::NamedParameter> parameters, AdamWConfig config)
     : parameters_(std::move(parameters)), config_(config) {
-  check(!parameters_.empty(), "AdamW", "expected at least one parameter, got none");
+  DSSM_CHECK(!parameters_.empty(), "AdamW", "expected at least one parameter, got none");
   const Tensor& first = parameters_.front().tensor;
   const bool cuda = first.is_cuda();
   int64_t total = 0;
   for (const auto& p : parameters_) {
-    check(p.tensor.device() == first.device() && p.tensor.dtype() == first.dtype(), "AdamW",
-          "parameter '{}' is {}, expected the {} device and dtype of '{}'", p.name,
-          describe(p.tensor), describe(first), parameters_.front().name);
-    check(p.tensor.is_contiguous(), "AdamW", "parameter '{}' must be contiguous", p.name);
+    DSSM_CHECK(p.tensor.device() == first.device() && p.tensor.dtype() == first.dtype(), "AdamW",
+               "parameter '{}' is {}, expected the {} device and dtype of '{}'", p.name,
+               describe(p.tensor), describe(first), parameters_.front().name);
+    DSSM_CHECK(p.tensor.is_contiguous(), "AdamW", "parameter '{}' must be contiguous", p.name);
     offsets_.push_back(total);
     total += p.tensor.numel();
   }
-  check(first.dtype() == DType::f32 || (!cuda && first.dtype() == DType::f64), "AdamW",
-        "parameters must be f32 (f64 on the CPU), got {}", describe(first));
+  DSSM_CHECK(first.dtype() == DType::f32 || (!cuda && first.dtype() == DType::f64), "AdamW",
+             "parameters must be f32 (f64 on the CPU), got {}", describe(first));
   exp_avg_ = Tensor::zeros({total}, first.dtype(), first.device());
   exp_avg_sq_ = Tensor::zeros({total}, first.dtype(), first.device());
 }
@@ -75,9 +75,10 @@ cuda::AdamWHyper hyper(const AdamWConfig& c, int64_t t, double lr, double grad_s
 }
 
 void check_grad(const nn::NamedParameter& p, const Tensor& grad) {
-  check(grad.shape() == p.tensor.shape() && grad.dtype() == p.tensor.dtype() &&
-            grad.device() == p.tensor.device(),
-        "AdamW", "gradient of '{}' is {}, expected {}", p.name, describe(grad), describe(p.tensor));
+  DSSM_CHECK(grad.shape() == p.tensor.shape() && grad.dtype() == p.tensor.dtype() &&
+                 grad.device() == p.tensor.device(),
+             "AdamW", "gradient of '{}' is {}, expected {}", p.name, describe(grad),
+             describe(p.tensor));
 }
 
 }  // namespace

@@ -33,12 +33,12 @@ std::string step_name(int64_t step) {
 // Flushes a file's or a directory's contents to disk (a directory: the names in it).
 void sync_path(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  check(fd >= 0, "checkpoint", "cannot open '{}' to sync it: {}", path.string(),
-        std::strerror(errno));
+  DSSM_CHECK(fd >= 0, "checkpoint", "cannot open '{}' to sync it: {}", path.string(),
+             std::strerror(errno));
   const bool ok = ::fsync(fd) == 0;
   const int error = errno;
   ::close(fd);
-  check(ok, "checkpoint", "cannot sync '{}' to disk: {}", path.string(), std::strerror(error));
+  DSSM_CHECK(ok, "checkpoint", "cannot sync '{}' to disk: {}", path.string(), std::strerror(error));
 }
 
 void write_json(const fs::path& path, const nlohmann::json& json) {
@@ -88,7 +88,7 @@ std::string save_training_checkpoint(const std::string& out_dir, const TrainerSt
   const fs::path partial = root / (".partial-" + step_name(state.step));
   std::error_code ec;
   fs::create_directories(root, ec);
-  check(!ec, "checkpoint", "cannot create '{}': {}", root.string(), ec.message());
+  DSSM_CHECK(!ec, "checkpoint", "cannot create '{}': {}", root.string(), ec.message());
   // The same step saved twice holds the same state (a run resumed and stopped at once).
   if (fs::exists(final_dir / kTrainerFile)) return final_dir.string();
   fs::remove_all(partial, ec);
@@ -112,8 +112,8 @@ std::string save_training_checkpoint(const std::string& out_dir, const TrainerSt
   fs::remove(temporary, ec);
   fs::create_directory_symlink(fs::path("checkpoints") / step_name(state.step), temporary, ec);
   if (!ec) fs::rename(temporary, latest, ec);
-  check(!ec, "checkpoint", "cannot point '{}' at {}: {}", latest.string(), final_dir.string(),
-        ec.message());
+  DSSM_CHECK(!ec, "checkpoint", "cannot point '{}' at {}: {}", latest.string(), final_dir.string(),
+             ec.message());
   // Keep the newest `keep`; also clear partial directories left by an earlier crash.
   const std::vector<std::string> all = list_checkpoints(out_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i], ec);
@@ -149,9 +149,9 @@ std::string latest_checkpoint(const std::string& out_dir) {
 TrainerState read_trainer_state(const std::string& checkpoint_dir) {
   const std::string path = (fs::path(checkpoint_dir) / kTrainerFile).string();
   std::ifstream in(path);
-  check(in.good(), path, "cannot open the trainer state");
+  DSSM_CHECK(in.good(), path, "cannot open the trainer state");
   const nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
-  check(!json.is_discarded(), path, "not valid JSON");
+  DSSM_CHECK(!json.is_discarded(), path, "not valid JSON");
   return TrainerState::from_json(json, path);
 }
 
@@ -159,7 +159,7 @@ void load_optimizer_state(AdamW& optimizer, const std::string& checkpoint_dir) {
   const std::string path = (fs::path(checkpoint_dir) / kOptimizerFile).string();
   const nn::SafetensorsContents file = nn::load_safetensors(path);
   const auto steps = file.metadata.find("steps");
-  check(steps != file.metadata.end(), path, "metadata 'steps' is missing");
+  DSSM_CHECK(steps != file.metadata.end(), path, "metadata 'steps' is missing");
   try {
     optimizer.load_state(file.tensors, std::stoll(steps->second));
   } catch (const Error& e) {

@@ -40,8 +40,8 @@ double global_grad_norm(const std::vector<Tensor>& parameters) {
     if (!grad.defined()) continue;
     const Tensor g = grad.contiguous();
     if (g.is_cuda()) {
-      check(g.dtype() == DType::f32, "global_grad_norm", "expected f32 gradients, got {}",
-            describe(g));
+      DSSM_CHECK(g.dtype() == DType::f32, "global_grad_norm", "expected f32 gradients, got {}",
+                 describe(g));
       cuda_grads.push_back(g);
       continue;
     }

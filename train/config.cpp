@@ -108,7 +108,7 @@ namespace {
 
 nlohmann::json parse_file(const std::string& path) {
   std::ifstream in(path);
-  check(in.good(), "config", "cannot open '{}'", path);
+  DSSM_CHECK(in.good(), "config", "cannot open '{}'", path);
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::parse_error& e) {
@@ -131,7 +131,8 @@ nlohmann::json load_config_json(const std::string& path) {
 
 void apply_override(nlohmann::json& config, const std::string& assignment) {
   const size_t eq = assignment.find('=');
-  check(eq != std::string::npos && eq > 0, "--set", "expected key=value, got '{}'", assignment);
+  DSSM_CHECK(eq != std::string::npos && eq > 0, "--set", "expected key=value, got '{}'",
+             assignment);
   std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   if (key.find('.') == std::string::npos) key = "train." + key;
@@ -142,9 +143,9 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
   while (true) {
     const size_t dot = key.find('.', start);
     const std::string part = key.substr(start, dot - start);
-    check(!part.empty(), "--set", "empty component in key '{}'", key);
-    check(node->is_object() || node->is_null(), "--set", "'{}' does not name an object's field",
-          key);
+    DSSM_CHECK(!part.empty(), "--set", "empty component in key '{}'", key);
+    DSSM_CHECK(node->is_object() || node->is_null(), "--set",
+               "'{}' does not name an object's field", key);
     if (dot == std::string::npos) {
       (*node)[part] = value;
       return;
@@ -155,8 +156,8 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
 }
 
 RunConfig read_run_config(const nlohmann::json& config) {
-  check(config.is_object(), "config", "expected a JSON object with 'model' and 'train', got {}",
-        config.type_name());
+  DSSM_CHECK(config.is_object(), "config",
+             "expected a JSON object with 'model' and 'train', got {}", config.type_name());
   std::vector<std::string> problems;
   for (const auto& [key, _] : config.items()) {
     if (key != "model" && key != "train") {

@@ -11,10 +11,11 @@ namespace dssm::train {
 
 EvalResult evaluate(models::LanguageModel& model, const data::WindowSampler& windows,
                     int64_t max_windows, int64_t batch, Device device) {
-  check(batch > 0, "evaluate", "expected a positive batch size, got {}", batch);
+  DSSM_CHECK(batch > 0, "evaluate", "expected a positive batch size, got {}", batch);
   const int64_t available = windows.windows_per_epoch();
   const int64_t count = max_windows > 0 ? std::min(max_windows, available) : available;
-  check(count > 0, "evaluate", "the split holds no window of {} tokens", windows.window_length());
+  DSSM_CHECK(count > 0, "evaluate", "the split holds no window of {} tokens",
+             windows.window_length());
   const int64_t length = windows.window_length();
   const bool was_training = model.is_training();
   model.eval();

@@ -8,10 +8,11 @@ namespace dssm::train {
 
 MasterWeights::MasterWeights(nn::Module& model, DType compute_dtype)
     : model_(model), params_(model.named_parameters()), compute_dtype_(compute_dtype) {
-  check(!params_.empty(), "MasterWeights", "the model has no parameters");
-  check(compute_dtype == DType::f32 || compute_dtype == DType::bf16 ||
-            compute_dtype == params_.front().tensor.dtype(),
-        "MasterWeights", "compute dtype must be f32 or bf16, got {}", dtype_name(compute_dtype));
+  DSSM_CHECK(!params_.empty(), "MasterWeights", "the model has no parameters");
+  DSSM_CHECK(compute_dtype == DType::f32 || compute_dtype == DType::bf16 ||
+                 compute_dtype == params_.front().tensor.dtype(),
+             "MasterWeights", "compute dtype must be f32 or bf16, got {}",
+             dtype_name(compute_dtype));
   separate_ = compute_dtype != params_.front().tensor.dtype();
   if (!separate_) {
     masters_ = params_;
@@ -19,9 +20,9 @@ MasterWeights::MasterWeights(nn::Module& model, DType compute_dtype)
   }
   NoGradGuard no_grad;
   for (const auto& p : params_) {
-    check(p.tensor.dtype() == DType::f32, "MasterWeights",
-          "parameter '{}' is {}; mixed precision starts from f32 parameters", p.name,
-          describe(p.tensor));
+    DSSM_CHECK(p.tensor.dtype() == DType::f32, "MasterWeights",
+               "parameter '{}' is {}; mixed precision starts from f32 parameters", p.name,
+               describe(p.tensor));
     Tensor master = p.tensor.detach().clone();
     master.set_requires_grad(true);
     masters_.push_back({p.name, master, p.weight_decay});

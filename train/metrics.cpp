@@ -29,13 +29,14 @@ MetricsLog::MetricsLog(std::string path, int64_t keep_through_step) : path_(std:
     file.commit();
   }
   out_.open(path_, std::ios::app);
-  check(out_.good(), "metrics", "cannot open '{}' for appending: {}", path_, std::strerror(errno));
+  DSSM_CHECK(out_.good(), "metrics", "cannot open '{}' for appending: {}", path_,
+             std::strerror(errno));
 }
 
 void MetricsLog::write(const nlohmann::json& record) {
   out_ << record.dump() << "\n";
   out_.flush();
-  check(out_.good(), "metrics", "cannot write to '{}'", path_);
+  DSSM_CHECK(out_.good(), "metrics", "cannot write to '{}'", path_);
   records_.push_back(record);
 }
 

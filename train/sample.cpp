@@ -32,7 +32,7 @@ int32_t draw(const std::vector<float>& logits, double temperature, Generator& ge
 std::vector<int32_t> sample_continuation(models::LanguageModel& model,
                                          const std::vector<int32_t>& prompt, int64_t count,
                                          double temperature, Generator& gen) {
-  check(!prompt.empty(), "sample", "the prompt must hold at least one token");
+  DSSM_CHECK(!prompt.empty(), "sample", "the prompt must hold at least one token");
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;

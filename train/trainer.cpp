@@ -66,8 +66,8 @@ struct Start {
 Start prepare_output_dir(const TrainOptions& o) {
   const std::string existing = latest_checkpoint(o.out_dir);
   if (o.resume) {
-    check(!existing.empty(), "train", "--resume: no checkpoint in '{}' to continue",
-          (fs::path(o.out_dir) / "checkpoints").string());
+    DSSM_CHECK(!existing.empty(), "train", "--resume: no checkpoint in '{}' to continue",
+               (fs::path(o.out_dir) / "checkpoints").string());
     const TrainerState saved = read_trainer_state(existing);
     nlohmann::json config = o.config.is_null() ? saved.run_config : o.config;
     for (const auto& assignment : o.overrides) apply_override(config, assignment);
@@ -75,9 +75,9 @@ Start prepare_output_dir(const TrainOptions& o) {
     std::vector<std::string> model_changes, train_changes;
     diff_json(saved.run_config.value("model", nlohmann::json()),
               config.value("model", nlohmann::json()), ".model", model_changes);
-    check(model_changes.empty(), "train",
-          "--resume: the model config differs from the checkpoint's ({}):\n  {}", existing,
-          fmt::join(model_changes, "\n  "));
+    DSSM_CHECK(model_changes.empty(), "train",
+               "--resume: the model config differs from the checkpoint's ({}):\n  {}", existing,
+               fmt::join(model_changes, "\n  "));
     diff_json(saved.run_config.value("train", nlohmann::json()),
               config.value("train", nlohmann::json()), ".train", train_changes);
     if (!train_changes.empty() && !o.quiet) {
@@ -86,7 +86,7 @@ Start prepare_output_dir(const TrainOptions& o) {
     }
     return {config, existing};
   }
-  check(!o.config.is_null(), "train", "a config is required (--config FILE) unless --resume");
+  DSSM_CHECK(!o.config.is_null(), "train", "a config is required (--config FILE) unless --resume");
   nlohmann::json config = o.config;
   for (const auto& assignment : o.overrides) apply_override(config, assignment);
   config = normalized(config);
@@ -111,7 +111,7 @@ Start prepare_output_dir(const TrainOptions& o) {
   }
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
-  check(!ec, "train", "cannot create the output directory '{}': {}", o.out_dir, ec.message());
+  DSSM_CHECK(!ec, "train", "cannot create the output directory '{}': {}", o.out_dir, ec.message());
   return {config, ""};
 }
 

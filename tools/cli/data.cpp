@@ -162,8 +162,8 @@ void add_dump(CLI::App& data) {
   cmd->add_option("--limit", o->limit, "Print at most this many ids");
   cmd->callback([o]() {
     const TokenDataset dataset = TokenDataset::open(o->paths);
-    check(o->doc >= 0 && o->doc < dataset.num_documents(), "data dump",
-          "document {} out of range [0, {})", o->doc, dataset.num_documents());
+    DSSM_CHECK(o->doc >= 0 && o->doc < dataset.num_documents(), "data dump",
+               "document {} out of range [0, {})", o->doc, dataset.num_documents());
     std::vector<int32_t> ids = dataset.document(o->doc);
     if (o->limit >= 0 && o->limit < static_cast<int64_t>(ids.size())) ids.resize(o->limit);
     fmt::print("{}\n", fmt::join(ids, " "));

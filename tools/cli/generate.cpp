@@ -80,7 +80,8 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    check(used == word.size(), "generate", "--prompt-ids: '{}' is not an integer token id", word);
+    DSSM_CHECK(used == word.size(), "generate", "--prompt-ids: '{}' is not an integer token id",
+               word);
     ids.push_back(id);
   }
   return ids;
@@ -91,10 +92,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 void run(const Options& o) {
-  check(o.prompt_ids.empty() != o.prompt.empty(), "generate",
-        "give exactly one of --prompt-ids and --prompt");
-  check(o.prompt.empty() || !o.tokenizer.empty(), "generate", "--prompt needs --tokenizer");
-  check(o.top_p > 0 && o.top_p <= 1, "generate", "--top-p must be in (0, 1], got {}", o.top_p);
+  DSSM_CHECK(o.prompt_ids.empty() != o.prompt.empty(), "generate",
+             "give exactly one of --prompt-ids and --prompt");
+  DSSM_CHECK(o.prompt.empty() || !o.tokenizer.empty(), "generate", "--prompt needs --tokenizer");
+  DSSM_CHECK(o.top_p > 0 && o.top_p <= 1, "generate", "--top-p must be in (0, 1], got {}", o.top_p);
   const Device device = Device::parse(o.device);
   if (device.is_cuda()) cuda::require_device(device.index);
 
@@ -106,14 +107,14 @@ void run(const Options& o) {
     const auto text = tokenizer->encode(o.prompt);
     prompt.insert(prompt.end(), text.begin(), text.end());
   }
-  check(!prompt.empty(), "generate", "the prompt has no tokens");
+  DSSM_CHECK(!prompt.empty(), "generate", "the prompt has no tokens");
 
   auto model = models::load_checkpoint(o.checkpoint, device);
   model->eval();
   const int64_t vocab = model->config().vocab_size;
   for (int32_t id : prompt) {
-    check(id >= 0 && id < vocab, "generate", "prompt token {} is outside the vocabulary [0, {})",
-          id, vocab);
+    DSSM_CHECK(id >= 0 && id < vocab, "generate",
+               "prompt token {} is outside the vocabulary [0, {})", id, vocab);
   }
   NoGradGuard no_grad;
   auto state = model->new_state(1);

@@ -22,7 +22,7 @@ struct Options {
 
 void run(const Options& options) {
   std::ifstream file(options.config);
-  check(file.good(), "init", "cannot open config '{}'", options.config);
+  DSSM_CHECK(file.good(), "init", "cannot open config '{}'", options.config);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(file);

@@ -36,7 +36,7 @@ std::string millions(int64_t count) {
 
 int run(const std::string& config_path) {
   std::ifstream file(config_path);
-  check(file.good(), "params", "cannot open config '{}'", config_path);
+  DSSM_CHECK(file.good(), "params", "cannot open config '{}'", config_path);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(file);

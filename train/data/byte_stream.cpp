@@ -44,7 +44,7 @@ ByteStream::ByteStream(const std::string& path) : path_(path) {
 #endif
   }
   file_ = std::fopen(path.c_str(), "rb");
-  check(file_ != nullptr, path, "cannot open: {}", std::strerror(errno));
+  DSSM_CHECK(file_ != nullptr, path, "cannot open: {}", std::strerror(errno));
 }
 
 ByteStream::~ByteStream() {
@@ -57,7 +57,7 @@ bool ByteStream::refill() {
   position_ = 0;
   if (!zstd_) {
     const size_t n = std::fread(buffer_.data(), 1, buffer_.size(), file_);
-    check(n > 0 || !std::ferror(file_), path_, "read error at byte offset {}", file_offset_);
+    DSSM_CHECK(n > 0 || !std::ferror(file_), path_, "read error at byte offset {}", file_offset_);
     file_offset_ += static_cast<int64_t>(n);
     buffer_.resize(n);
     return n > 0;
@@ -81,17 +81,17 @@ bool ByteStream::refill() {
     ZSTD_outBuffer out{buffer_.data(), buffer_.size(), 0};
     const int64_t consumed_before = file_offset_ - static_cast<int64_t>(z.in.size - z.in.pos);
     const size_t result = ZSTD_decompressStream(z.stream, &out, &z.in);
-    check(!ZSTD_isError(result), path_,
-          "corrupt zstd data near compressed byte offset {} (decompressed byte offset {}): {}",
-          consumed_before, buffer_offset_, ZSTD_getErrorName(result));
+    DSSM_CHECK(!ZSTD_isError(result), path_,
+               "corrupt zstd data near compressed byte offset {} (decompressed byte offset {}): {}",
+               consumed_before, buffer_offset_, ZSTD_getErrorName(result));
     z.last_result = result;
     if (out.pos > 0) {
       buffer_.resize(out.pos);
       return true;
     }
-    check(!(z.end_of_file && z.in.pos == z.in.size), path_,
-          "truncated zstd frame: the file ends at compressed byte offset {} inside a frame",
-          file_offset_);
+    DSSM_CHECK(!(z.end_of_file && z.in.pos == z.in.size), path_,
+               "truncated zstd frame: the file ends at compressed byte offset {} inside a frame",
+               file_offset_);
   }
 #else
   return false;

@@ -32,41 +32,43 @@ TokenShard open_flat(const std::string& path) {
   shard.path = path;
   const std::byte* bytes = shard.data.data();
   const int64_t size = shard.data.size();
-  check(size >= kFlatHeaderBytes, path,
-        "truncated at byte offset {}: expected a header of {} bytes", size, kFlatHeaderBytes);
-  check(std::memcmp(bytes, kFlatMagic, 8) == 0, path,
-        "bad magic at byte offset 0: expected 44 53 53 4d 54 4f 4b 00 (\"DSSMTOK\\0\"), got {}",
-        hex_bytes(bytes, 8));
+  DSSM_CHECK(size >= kFlatHeaderBytes, path,
+             "truncated at byte offset {}: expected a header of {} bytes", size, kFlatHeaderBytes);
+  DSSM_CHECK(
+      std::memcmp(bytes, kFlatMagic, 8) == 0, path,
+      "bad magic at byte offset 0: expected 44 53 53 4d 54 4f 4b 00 (\"DSSMTOK\\0\"), got {}",
+      hex_bytes(bytes, 8));
   const uint32_t version = load<uint32_t>(bytes, 8);
-  check(version == 1, path, "unknown version {} at byte offset 8, expected 1", version);
+  DSSM_CHECK(version == 1, path, "unknown version {} at byte offset 8, expected 1", version);
   const uint32_t width = load<uint32_t>(bytes, 12);
-  check(width == 2 || width == 4, path,
-        "unknown token width {} at byte offset 12, expected 2 (uint16) or 4 (uint32)", width);
+  DSSM_CHECK(width == 2 || width == 4, path,
+             "unknown token width {} at byte offset 12, expected 2 (uint16) or 4 (uint32)", width);
   const uint64_t tokens = load<uint64_t>(bytes, 16), documents = load<uint64_t>(bytes, 24);
   const uint64_t room = static_cast<uint64_t>(size - kFlatHeaderBytes);
-  check(tokens <= room / width && documents < room / 8, path,
-        "truncated: the header announces {} tokens and {} documents, the file has {} bytes", tokens,
-        documents, size);
+  DSSM_CHECK(tokens <= room / width && documents < room / 8, path,
+             "truncated: the header announces {} tokens and {} documents, the file has {} bytes",
+             tokens, documents, size);
   const int64_t N = static_cast<int64_t>(tokens), D = static_cast<int64_t>(documents);
   const int64_t offsets_at = round_up_to_8(kFlatHeaderBytes + N * width);
-  check(offsets_at + 8 * (D + 1) <= size, path,
-        "truncated: the document offsets end at byte offset {}, the file has {} bytes",
-        offsets_at + 8 * (D + 1), size);
+  DSSM_CHECK(offsets_at + 8 * (D + 1) <= size, path,
+             "truncated: the document offsets end at byte offset {}, the file has {} bytes",
+             offsets_at + 8 * (D + 1), size);
   for (int64_t d = 0; d <= D; ++d) {
     const int64_t at = offsets_at + 8 * d;
     const int64_t start = load<int64_t>(bytes, at);
     if (d == 0) {
-      check(start == 0, path, "document offset at byte offset {} is {}, expected 0", at, start);
+      DSSM_CHECK(start == 0, path, "document offset at byte offset {} is {}, expected 0", at,
+                 start);
     } else {
       const int64_t previous = load<int64_t>(bytes, at - 8);
-      check(start > previous, path,
-            "document {} (offset at byte offset {}) is empty or reversed: ends at token {}, "
-            "starts at {}",
-            d - 1, at, start, previous);
+      DSSM_CHECK(start > previous, path,
+                 "document {} (offset at byte offset {}) is empty or reversed: ends at token {}, "
+                 "starts at {}",
+                 d - 1, at, start, previous);
     }
     if (d == D) {
-      check(start == N, path, "last document offset (byte offset {}) is {}, expected {}", at, start,
-            N);
+      DSSM_CHECK(start == N, path, "last document offset (byte offset {}) is {}, expected {}", at,
+                 start, N);
     }
   }
   shard.dtype = width == 2 ? TokenType::u16 : TokenType::u32;
@@ -85,14 +87,14 @@ namespace {
 class FlatWriter final : public ShardWriter {
  public:
   FlatWriter(const std::string& path, TokenType dtype) : dtype_(dtype), file_(path) {
-    check(dtype == TokenType::u16 || dtype == TokenType::u32, path,
-          "flat token files hold uint16 or uint32 tokens, not {}", token_type_name(dtype));
+    DSSM_CHECK(dtype == TokenType::u16 || dtype == TokenType::u32, path,
+               "flat token files hold uint16 or uint32 tokens, not {}", token_type_name(dtype));
     const char zeros[kFlatHeaderBytes] = {};
     file_.write(zeros, sizeof(zeros));  // the header, written at commit
   }
 
   void add_document(std::span<const int32_t> tokens) override {
-    check(!tokens.empty(), file_.path(), "document {} is empty", offsets_.size());
+    DSSM_CHECK(!tokens.empty(), file_.path(), "document {} is empty", offsets_.size());
     offsets_.push_back(num_tokens());
     write_tokens(file_, dtype_, tokens);
   }

@@ -14,8 +14,8 @@ void write_as(AtomicFile& file, TokenType type, std::span<const int32_t> tokens)
   std::vector<T> converted(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     converted[i] = static_cast<T>(tokens[i]);
-    check(static_cast<int64_t>(converted[i]) == tokens[i], file.path(),
-          "token id {} does not fit the shard's dtype {}", tokens[i], token_type_name(type));
+    DSSM_CHECK(static_cast<int64_t>(converted[i]) == tokens[i], file.path(),
+               "token id {} does not fit the shard's dtype {}", tokens[i], token_type_name(type));
   }
   file.write(converted.data(), converted.size() * sizeof(T));
 }

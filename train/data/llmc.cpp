@@ -20,25 +20,26 @@ TokenShard open_llmc(const std::string& path, int32_t separator) {
   shard.path = path;
   const std::byte* bytes = shard.data.data();
   const int64_t size = shard.data.size();
-  check(size >= kLlmcHeaderBytes, path,
-        "truncated at byte offset {}: expected a header of {} bytes", size, kLlmcHeaderBytes);
+  DSSM_CHECK(size >= kLlmcHeaderBytes, path,
+             "truncated at byte offset {}: expected a header of {} bytes", size, kLlmcHeaderBytes);
   const int32_t magic = load<int32_t>(bytes, 0);
-  check(magic == kLlmcMagic, path, "bad magic at byte offset 0: expected {}, got {}", kLlmcMagic,
-        magic);
+  DSSM_CHECK(magic == kLlmcMagic, path, "bad magic at byte offset 0: expected {}, got {}",
+             kLlmcMagic, magic);
   const int32_t version = load<int32_t>(bytes, 4);
-  check(version == 1 || version == 2, path,
-        "unknown version {} at byte offset 4, expected 1 (uint16 tokens) or 2 (uint32 tokens)",
-        version);
+  DSSM_CHECK(version == 1 || version == 2, path,
+             "unknown version {} at byte offset 4, expected 1 (uint16 tokens) or 2 (uint32 tokens)",
+             version);
   const int32_t count = load<int32_t>(bytes, 8);
-  check(count >= 0, path, "token count {} at byte offset 8, expected >= 0", count);
+  DSSM_CHECK(count >= 0, path, "token count {} at byte offset 8, expected >= 0", count);
   shard.dtype = version == 1 ? TokenType::u16 : TokenType::u32;
   const int64_t expected = kLlmcHeaderBytes + int64_t{count} * token_bytes(shard.dtype);
-  check(size >= expected, path,
-        "truncated: the header announces {} tokens, which end at byte offset {}, the file has {} "
-        "bytes",
-        count, expected, size);
-  check(size == expected, path, "{} bytes after the last of {} tokens (byte offset {})",
-        size - expected, count, expected);
+  DSSM_CHECK(
+      size >= expected, path,
+      "truncated: the header announces {} tokens, which end at byte offset {}, the file has {} "
+      "bytes",
+      count, expected, size);
+  DSSM_CHECK(size == expected, path, "{} bytes after the last of {} tokens (byte offset {})",
+             size - expected, count, expected);
   if (separator < 0) separator = load<int32_t>(bytes, 12);
   if (separator <= 0) separator = version == 1 ? 50256 : 128000;
 
@@ -62,9 +63,9 @@ class LlmcWriter final : public ShardWriter {
  public:
   LlmcWriter(const std::string& path, TokenType dtype, int32_t separator)
       : dtype_(dtype), file_(path) {
-    check(dtype == TokenType::u16 || dtype == TokenType::u32, path,
-          "llm.c shards hold uint16 (version 1) or uint32 (version 2) tokens, not {}",
-          token_type_name(dtype));
+    DSSM_CHECK(dtype == TokenType::u16 || dtype == TokenType::u32, path,
+               "llm.c shards hold uint16 (version 1) or uint32 (version 2) tokens, not {}",
+               token_type_name(dtype));
     std::vector<int32_t> header(256, 0);
     header[0] = kLlmcMagic;
     header[1] = dtype == TokenType::u16 ? 1 : 2;
@@ -81,8 +82,8 @@ class LlmcWriter final : public ShardWriter {
   }
 
   void commit() override {
-    check(num_tokens() <= std::numeric_limits<int32_t>::max(), file_.path(),
-          "{} tokens do not fit the int32 count of an llm.c header", num_tokens());
+    DSSM_CHECK(num_tokens() <= std::numeric_limits<int32_t>::max(), file_.path(),
+               "{} tokens do not fit the int32 count of an llm.c header", num_tokens());
     const int32_t count = static_cast<int32_t>(num_tokens());
     file_.write_at(8, &count, sizeof(count));
     file_.commit();

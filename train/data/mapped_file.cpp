@@ -15,7 +15,7 @@ namespace dssm::data {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  check(fd >= 0, path, "cannot open: {}", std::strerror(errno));
+  DSSM_CHECK(fd >= 0, path, "cannot open: {}", std::strerror(errno));
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
     ::close(fd);
@@ -26,7 +26,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     void* p = ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ, MAP_SHARED, fd, 0);
     const int error = errno;
     ::close(fd);
-    check(p != MAP_FAILED, path, "cannot map {} bytes: {}", size_, std::strerror(error));
+    DSSM_CHECK(p != MAP_FAILED, path, "cannot map {} bytes: {}", size_, std::strerror(error));
     data_ = static_cast<const std::byte*>(p);
   } else {
     ::close(fd);

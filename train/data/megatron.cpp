@@ -28,25 +28,26 @@ TokenShard open_megatron(const std::string& prefix) {
   const std::byte* idx = shard.index.data();
   const int64_t idx_size = shard.index.size();
 
-  check(idx_size >= kMegatronHeaderBytes, idx_path,
-        "truncated at byte offset {}: expected a header of {} bytes", idx_size,
-        kMegatronHeaderBytes);
-  check(
+  DSSM_CHECK(idx_size >= kMegatronHeaderBytes, idx_path,
+             "truncated at byte offset {}: expected a header of {} bytes", idx_size,
+             kMegatronHeaderBytes);
+  DSSM_CHECK(
       std::memcmp(idx, kMegatronMagic, 9) == 0, idx_path,
       "bad magic at byte offset 0: expected 4d 4d 49 44 49 44 58 00 00 (\"MMIDIDX\\0\\0\"), got {}",
       hex_bytes(idx, 9));
   const uint64_t version = load<uint64_t>(idx, 9);
-  check(version == 1, idx_path, "unknown version {} at byte offset 9, expected 1", version);
+  DSSM_CHECK(version == 1, idx_path, "unknown version {} at byte offset 9, expected 1", version);
   const TokenType dtype =
       token_type_from_megatron_code(load<uint8_t>(idx, 17), idx_path + " (byte offset 17)");
   const uint64_t sequences = load<uint64_t>(idx, 18);
   const uint64_t boundaries = load<uint64_t>(idx, 26);
   const uint64_t room = static_cast<uint64_t>(idx_size - kMegatronHeaderBytes);
-  check(sequences <= room / 12 && boundaries <= room / 8 && 12 * sequences + 8 * boundaries <= room,
-        idx_path,
-        "truncated: {} sequences and {} document boundaries need {} bytes after the header, the "
-        "file has {}",
-        sequences, boundaries, 12.0 * sequences + 8.0 * boundaries, room);
+  DSSM_CHECK(
+      sequences <= room / 12 && boundaries <= room / 8 && 12 * sequences + 8 * boundaries <= room,
+      idx_path,
+      "truncated: {} sequences and {} document boundaries need {} bytes after the header, the "
+      "file has {}",
+      sequences, boundaries, 12.0 * sequences + 8.0 * boundaries, room);
   const int64_t S = static_cast<int64_t>(sequences), D = static_cast<int64_t>(boundaries);
   const int64_t lengths_at = kMegatronHeaderBytes, pointers_at = lengths_at + 4 * S;
   const int64_t docs_at = pointers_at + 8 * S;
@@ -57,41 +58,45 @@ TokenShard open_megatron(const std::string& prefix) {
   for (int64_t i = 0; i < S; ++i) {
     const int32_t length = load<int32_t>(idx, lengths_at + 4 * i);
     const int64_t pointer = load<int64_t>(idx, pointers_at + 8 * i);
-    check(length > 0, idx_path,
-          "sequence {} (length at byte offset {}) has length {}, expected > 0", i,
-          lengths_at + 4 * i, length);
-    check(pointer == expected_pointer, idx_path,
-          "sequence {} (pointer at byte offset {}) starts at .bin byte {}, expected {} (sequences "
-          "stored back to back)",
-          i, pointers_at + 8 * i, pointer, expected_pointer);
+    DSSM_CHECK(length > 0, idx_path,
+               "sequence {} (length at byte offset {}) has length {}, expected > 0", i,
+               lengths_at + 4 * i, length);
+    DSSM_CHECK(
+        pointer == expected_pointer, idx_path,
+        "sequence {} (pointer at byte offset {}) starts at .bin byte {}, expected {} (sequences "
+        "stored back to back)",
+        i, pointers_at + 8 * i, pointer, expected_pointer);
     expected_pointer = pointer + int64_t{length} * esize;
-    check(expected_pointer <= shard.data.size(), shard.path,
-          "truncated or pointer past the end: sequence {} ends at byte offset {}, the file has {} "
-          "bytes",
-          i, expected_pointer, shard.data.size());
+    DSSM_CHECK(
+        expected_pointer <= shard.data.size(), shard.path,
+        "truncated or pointer past the end: sequence {} ends at byte offset {}, the file has {} "
+        "bytes",
+        i, expected_pointer, shard.data.size());
   }
   // Document boundaries: 0, strictly increasing (no empty document), ending at S.
-  check(D >= 1, idx_path, "document index at byte offset {} is empty, expected at least [0]",
-        docs_at);
+  DSSM_CHECK(D >= 1, idx_path, "document index at byte offset {} is empty, expected at least [0]",
+             docs_at);
   int64_t previous = -1;
   for (int64_t d = 0; d < D; ++d) {
     const int64_t at = docs_at + 8 * d;
     const int64_t first = load<int64_t>(idx, at);
     if (d == 0) {
-      check(first == 0, idx_path, "document index at byte offset {} is {}, expected 0", at, first);
+      DSSM_CHECK(first == 0, idx_path, "document index at byte offset {} is {}, expected 0", at,
+                 first);
     } else {
-      check(first > previous, idx_path,
-            "document {} (index at byte offset {}) is empty: starts at sequence {}, expected > {}",
-            d - 1, at, first, previous);
+      DSSM_CHECK(
+          first > previous, idx_path,
+          "document {} (index at byte offset {}) is empty: starts at sequence {}, expected > {}",
+          d - 1, at, first, previous);
     }
-    check(first <= S, idx_path,
-          "document index at byte offset {} points past the end: sequence {}, expected <= {}", at,
-          first, S);
+    DSSM_CHECK(first <= S, idx_path,
+               "document index at byte offset {} points past the end: sequence {}, expected <= {}",
+               at, first, S);
     previous = first;
   }
-  check(previous == S, idx_path,
-        "last document index (byte offset {}) is {}, expected {} (the number of sequences)",
-        docs_at + 8 * (D - 1), previous, S);
+  DSSM_CHECK(previous == S, idx_path,
+             "last document index (byte offset {}) is {}, expected {} (the number of sequences)",
+             docs_at + 8 * (D - 1), previous, S);
 
   shard.dtype = dtype;
   shard.num_tokens = expected_pointer / esize;
@@ -115,7 +120,7 @@ class MegatronWriter final : public ShardWriter {
   }
 
   void add_document(std::span<const int32_t> tokens) override {
-    check(!tokens.empty(), bin_.path(), "document {} is empty", lengths_.size());
+    DSSM_CHECK(!tokens.empty(), bin_.path(), "document {} is empty", lengths_.size());
     pointers_.push_back(bin_.size());
     lengths_.push_back(static_cast<int32_t>(tokens.size()));
     write_tokens(bin_, dtype_, tokens);

@@ -8,7 +8,7 @@
 namespace dssm::data {
 
 RandomPermutation::RandomPermutation(uint64_t n, uint64_t key) : n_(n), key_(key) {
-  check(n > 0, "RandomPermutation", "empty domain");
+  DSSM_CHECK(n > 0, "RandomPermutation", "empty domain");
   const int bits = std::max(2, static_cast<int>(std::bit_width(n - 1)));
   half_bits_ = (bits + 1) / 2;
   half_mask_ = (uint64_t{1} << half_bits_) - 1;
@@ -27,7 +27,7 @@ uint64_t RandomPermutation::encrypt(uint64_t x) const {
 }
 
 uint64_t RandomPermutation::operator()(uint64_t i) const {
-  check(i < n_, "RandomPermutation", "index {} out of range [0, {})", i, n_);
+  DSSM_CHECK(i < n_, "RandomPermutation", "index {} out of range [0, {})", i, n_);
   uint64_t x = encrypt(i);
   while (x >= n_) x = encrypt(x);
   return x;

@@ -78,10 +78,11 @@ class ShardSequence {
 PrepareSummary prepare_dataset(const PrepareOptions& o,
                                const std::function<void(const PrepareProgress&)>& on_progress) {
   const auto start = std::chrono::steady_clock::now();
-  check(o.shard_tokens > 0, "data prepare", "shard size {} tokens, expected > 0", o.shard_tokens);
+  DSSM_CHECK(o.shard_tokens > 0, "data prepare", "shard size {} tokens, expected > 0",
+             o.shard_tokens);
   const Tokenizer tokenizer(o.tokenizer_model);
   const int32_t eos = tokenizer.eos_id();
-  check(eos >= 0, o.tokenizer_model, "the tokenizer has no <eos> piece");
+  DSSM_CHECK(eos >= 0, o.tokenizer_model, "the tokenizer has no <eos> piece");
   const bool wide = tokenizer.vocab_size() > 65536;
   const TokenType dtype = !wide                               ? TokenType::u16
                           : o.format == ShardFormat::megatron ? TokenType::i32

@@ -31,7 +31,7 @@ std::vector<std::string> expand_input_paths(const std::vector<std::string>& path
   std::vector<std::string> files;
   for (const std::string& entry : paths) {
     if (entry.find_first_of("*?[") == std::string::npos) {
-      check(fs::is_regular_file(entry), entry, "no such file");
+      DSSM_CHECK(fs::is_regular_file(entry), entry, "no such file");
       files.push_back(entry);
       continue;
     }
@@ -39,7 +39,7 @@ std::vector<std::string> expand_input_paths(const std::vector<std::string>& path
     const int status = ::glob(entry.c_str(), 0, nullptr, &matches);
     for (size_t i = 0; i < matches.gl_pathc; ++i) files.emplace_back(matches.gl_pathv[i]);
     ::globfree(&matches);
-    check(status == 0, entry, "the pattern matches no file");
+    DSSM_CHECK(status == 0, entry, "the pattern matches no file");
   }
   return files;
 }
@@ -49,8 +49,8 @@ RawDocumentReader::RawDocumentReader(const std::vector<std::string>& files, Warn
       warn_(warn ? std::move(warn) : first_warnings_to_stderr()) {
   for (const std::string& f : files_) {
     const std::string name = fs::path(f).filename().string();
-    check(name.ends_with(".jsonl") || name.ends_with(".jsonl.zst") || is_text_file(f), f,
-          "unknown input type: expected .jsonl, .jsonl.zst, .txt or .txt.zst");
+    DSSM_CHECK(name.ends_with(".jsonl") || name.ends_with(".jsonl.zst") || is_text_file(f), f,
+               "unknown input type: expected .jsonl, .jsonl.zst, .txt or .txt.zst");
     total_bytes_ += static_cast<int64_t>(fs::file_size(f));
   }
 }

@@ -16,7 +16,7 @@ std::vector<std::string> glob_paths(const std::string& pattern) {
   const int status = ::glob(pattern.c_str(), 0, nullptr, &matches);
   std::vector<std::string> paths(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
   ::globfree(&matches);
-  check(status == 0 || status == GLOB_NOMATCH, pattern, "glob failed (code {})", status);
+  DSSM_CHECK(status == 0 || status == GLOB_NOMATCH, pattern, "glob failed (code {})", status);
   return paths;  // glob() sorts
 }
 
@@ -44,7 +44,8 @@ std::vector<std::string> expand_shard_paths(const std::vector<std::string>& path
     } else {
       found.push_back(entry);
     }
-    check(!found.empty(), entry, "no shard found (expected .idx/.bin, llm.c .bin or .tok files)");
+    DSSM_CHECK(!found.empty(), entry,
+               "no shard found (expected .idx/.bin, llm.c .bin or .tok files)");
     shards.insert(shards.end(), found.begin(), found.end());
   }
   return shards;
@@ -64,8 +65,8 @@ TokenDataset TokenDataset::open(const std::vector<std::string>& paths,
 }
 
 int64_t TokenDataset::document_start(int64_t d) const {
-  check(d >= 0 && d <= num_documents(), "TokenDataset", "document {} out of range [0, {})", d,
-        num_documents());
+  DSSM_CHECK(d >= 0 && d <= num_documents(), "TokenDataset", "document {} out of range [0, {})", d,
+             num_documents());
   if (d == num_documents()) return num_tokens();
   const auto it =
       std::upper_bound(shard_first_document_.begin(), shard_first_document_.end(), d) - 1;
@@ -80,8 +81,8 @@ std::vector<int32_t> TokenDataset::document(int64_t d) const {
 }
 
 void TokenDataset::read(int64_t first, int64_t count, int32_t* out) const {
-  check(first >= 0 && count >= 0 && first + count <= num_tokens(), "TokenDataset",
-        "tokens [{}, {}) out of range [0, {})", first, first + count, num_tokens());
+  DSSM_CHECK(first >= 0 && count >= 0 && first + count <= num_tokens(), "TokenDataset",
+             "tokens [{}, {}) out of range [0, {})", first, first + count, num_tokens());
   size_t s = static_cast<size_t>(
       std::upper_bound(shard_first_token_.begin(), shard_first_token_.end(), first) -
       shard_first_token_.begin() - 1);

@@ -49,15 +49,16 @@ std::string_view token_type_name(TokenType type) {
 }
 
 TokenType token_type_from_megatron_code(uint8_t code, std::string_view where) {
-  check(code >= 1 && code <= 8, where,
-        "unknown dtype code {}, expected 1 (uint8), 2 (int8), 3 (int16), 4 (int32), 5 (int64), "
-        "6 (float64), 7 (float32) or 8 (uint16)",
-        code);
+  DSSM_CHECK(
+      code >= 1 && code <= 8, where,
+      "unknown dtype code {}, expected 1 (uint8), 2 (int8), 3 (int16), 4 (int32), 5 (int64), "
+      "6 (float64), 7 (float32) or 8 (uint16)",
+      code);
   return static_cast<TokenType>(code - 1);
 }
 
 uint8_t megatron_code(TokenType type) {
-  check(type != TokenType::u32, "megatron", "uint32 tokens have no Megatron dtype code");
+  DSSM_CHECK(type != TokenType::u32, "megatron", "uint32 tokens have no Megatron dtype code");
   return static_cast<uint8_t>(static_cast<int>(type) + 1);
 }
 

@@ -24,7 +24,7 @@ namespace dssm::data {
 Tokenizer::Tokenizer(const std::string& model_path)
     : path_(model_path), processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
   const auto status = processor_->Load(model_path);
-  check(status.ok(), model_path, "cannot load the sentencepiece model: {}", status.ToString());
+  DSSM_CHECK(status.ok(), model_path, "cannot load the sentencepiece model: {}", status.ToString());
   static std::atomic<uint64_t> instances{0};
   instance_ = ++instances;
   word_cache_ = pieces_allow_word_split() && probes_agree();
@@ -83,7 +83,7 @@ bool Tokenizer::probes_agree() const {
 std::vector<int32_t> Tokenizer::encode_whole(std::string_view text) const {
   std::vector<int> ids;
   const auto status = processor_->Encode(text, &ids);
-  check(status.ok(), path_, "encode failed: {}", status.ToString());
+  DSSM_CHECK(status.ok(), path_, "encode failed: {}", status.ToString());
   return {ids.begin(), ids.end()};
 }
 
@@ -123,7 +123,7 @@ void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& ids) co
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   std::string text;
   const auto status = processor_->Decode(std::vector<int>(ids.begin(), ids.end()), &text);
-  check(status.ok(), path_, "decode failed: {}", status.ToString());
+  DSSM_CHECK(status.ok(), path_, "decode failed: {}", status.ToString());
   return text;
 }
 
@@ -173,8 +173,8 @@ class LineIterator : public sentencepiece::SentenceIterator {
 }  // namespace
 
 void train_tokenizer(const TokenizerTrainOptions& o) {
-  check(o.vocab_size > 259, "tokenizer train",
-        "vocab size {}, expected > 259 (3 specials and 256 byte pieces)", o.vocab_size);
+  DSSM_CHECK(o.vocab_size > 259, "tokenizer train",
+             "vocab size {}, expected > 259 (3 specials and 256 byte pieces)", o.vocab_size);
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   const std::string args = fmt::format(
       "--model_prefix={} --vocab_size={} --model_type={} --input_sentence_size={} "
@@ -185,7 +185,7 @@ void train_tokenizer(const TokenizerTrainOptions& o) {
       o.model_prefix, o.vocab_size, o.model_type, o.max_sentences, threads);
   LineIterator lines(o.inputs);
   const auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines);
-  check(status.ok(), "tokenizer train", "sentencepiece failed: {}", status.ToString());
+  DSSM_CHECK(status.ok(), "tokenizer train", "sentencepiece failed: {}", status.ToString());
 }
 
 #else

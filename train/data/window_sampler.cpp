@@ -26,14 +26,14 @@ uint64_t epoch_key(uint64_t seed, int64_t epoch) {
 WindowSampler::WindowSampler(const TokenDataset& data, const SamplerOptions& options)
     : data_(data), options_(options) {
   const char* where = "WindowSampler";
-  check(options.seq_len > 0, where, "seq_len {}, expected > 0", options.seq_len);
-  check(options.world_size > 0 && options.rank >= 0 && options.rank < options.world_size, where,
-        "rank {} of world size {}, expected 0 <= rank < world size", options.rank,
-        options.world_size);
-  check(options.validation_fraction >= 0 && options.validation_fraction < 1, where,
-        "validation_fraction {}, expected in [0, 1)", options.validation_fraction);
+  DSSM_CHECK(options.seq_len > 0, where, "seq_len {}, expected > 0", options.seq_len);
+  DSSM_CHECK(options.world_size > 0 && options.rank >= 0 && options.rank < options.world_size,
+             where, "rank {} of world size {}, expected 0 <= rank < world size", options.rank,
+             options.world_size);
+  DSSM_CHECK(options.validation_fraction >= 0 && options.validation_fraction < 1, where,
+             "validation_fraction {}, expected in [0, 1)", options.validation_fraction);
   const int64_t documents = data.num_documents();
-  check(documents > 0, where, "the dataset has no documents");
+  DSSM_CHECK(documents > 0, where, "the dataset has no documents");
   const int64_t validation_documents =
       options.validation_fraction == 0
           ? 0
@@ -46,11 +46,12 @@ WindowSampler::WindowSampler(const TokenDataset& data, const SamplerOptions& opt
   const int64_t L = options.seq_len, read = options.bos_first ? L : L + 1;
   const int64_t tokens = end_ - begin_;
   windows_ = tokens >= read ? (tokens - read) / L + 1 : 0;
-  check(windows_ > 0, where,
-        "the {} split has {} tokens ({} of {} documents), fewer than one window of {} tokens",
-        split_name(options.split), tokens,
-        options.split == Split::train ? documents - validation_documents : validation_documents,
-        documents, read);
+  DSSM_CHECK(
+      windows_ > 0, where,
+      "the {} split has {} tokens ({} of {} documents), fewer than one window of {} tokens",
+      split_name(options.split), tokens,
+      options.split == Split::train ? documents - validation_documents : validation_documents,
+      documents, read);
 }
 
 int64_t WindowSampler::window_of_sample(int64_t s) const {
@@ -60,7 +61,8 @@ int64_t WindowSampler::window_of_sample(int64_t s) const {
 }
 
 void WindowSampler::window(int64_t w, int32_t* out) const {
-  check(w >= 0 && w < windows_, "WindowSampler", "window {} out of range [0, {})", w, windows_);
+  DSSM_CHECK(w >= 0 && w < windows_, "WindowSampler", "window {} out of range [0, {})", w,
+             windows_);
   const int64_t first = begin_ + w * options_.seq_len;
   if (options_.bos_first) {
     out[0] = options_.bos_id;
@@ -93,13 +95,14 @@ void WindowSampler::restore(const Cursor& c) {
   const bool same = c.seed == mine.seed && c.seq_len == mine.seq_len && c.rank == mine.rank &&
                     c.world_size == mine.world_size && c.split == mine.split &&
                     c.bos_first == mine.bos_first && c.split_tokens == mine.split_tokens;
-  check(same, "WindowSampler::restore",
-        "cursor drawn with seed {}, seq_len {}, rank {}/{}, split {}, bos_first {}, {} split "
-        "tokens; expected seed {}, seq_len {}, rank {}/{}, split {}, bos_first {}, {} split tokens",
-        c.seed, c.seq_len, c.rank, c.world_size, split_name(c.split), c.bos_first, c.split_tokens,
-        mine.seed, mine.seq_len, mine.rank, mine.world_size, split_name(mine.split), mine.bos_first,
-        mine.split_tokens);
-  check(c.samples >= 0, "WindowSampler::restore", "samples {}, expected >= 0", c.samples);
+  DSSM_CHECK(
+      same, "WindowSampler::restore",
+      "cursor drawn with seed {}, seq_len {}, rank {}/{}, split {}, bos_first {}, {} split "
+      "tokens; expected seed {}, seq_len {}, rank {}/{}, split {}, bos_first {}, {} split tokens",
+      c.seed, c.seq_len, c.rank, c.world_size, split_name(c.split), c.bos_first, c.split_tokens,
+      mine.seed, mine.seq_len, mine.rank, mine.world_size, split_name(mine.split), mine.bos_first,
+      mine.split_tokens);
+  DSSM_CHECK(c.samples >= 0, "WindowSampler::restore", "samples {}, expected >= 0", c.samples);
   samples_ = c.samples;
 }
 
@@ -113,10 +116,10 @@ nlohmann::json to_json(const Cursor& c) {
 Cursor cursor_from_json(const nlohmann::json& j) {
   try {
     const std::string split = j.at("split").get<std::string>();
-    check(split == "train" || split == "validation", "cursor",
-          "split '{}', expected train or "
-          "validation",
-          split);
+    DSSM_CHECK(split == "train" || split == "validation", "cursor",
+               "split '{}', expected train or "
+               "validation",
+               split);
     return Cursor{.samples = j.at("samples").get<int64_t>(),
                   .seed = j.at("seed").get<uint64_t>(),
                   .seq_len = j.at("seq_len").get<int64_t>(),
