@@ -60,13 +60,15 @@ inline __m512i narrow(__m512 even, __m512 odd) {
 
 // The inputs a form covers: bits (of |x| where `symmetric`) in [low, high], where its results
 // are normal or exactly 0, 1 or inf. 2^-120 (0x0380) and up for the ops that are about x or x / 2
-// near 0; 87 (0x42ae) for the ones with e^+-x, whose results stay above 2^-126 there.
+// near 0; 87 (0x42ae) for the ones with e^+-x, whose results stay above 2^-126 there. silu's
+// derivative form has e^-x (1 + x) in f32, beyond its range below -84.5: 84 (0x42a8).
 struct LaneInputs {
   uint16_t low, high;
   bool symmetric;
 };
-template <UnaryOp op>
+template <UnaryOp op, bool derivative>
 constexpr LaneInputs lane_inputs() {
+  if constexpr (derivative && op == UnaryOp::silu) return {0x0380, 0x42a8, true};
   if constexpr (op == UnaryOp::exp || op == UnaryOp::sigmoid || op == UnaryOp::softplus) {
     return {0, 0x42ae, true};
   }
@@ -75,35 +77,36 @@ constexpr LaneInputs lane_inputs() {
   if constexpr (op == UnaryOp::gelu) return {0x0380, 0x4118, true};  // 9.5: |2u| <= 77
   return {0x0080, 0x7f3f, false};  // log: positive normal, below 1.5 2^127
 }
-// The lanes of 32 bf16 values outside op's inputs: bits - low > high - low, unsigned.
-template <UnaryOp op>
+// The lanes of 32 bf16 values outside the inputs of op's forward or derivative form: bits - low
+// > high - low, unsigned.
+template <UnaryOp op, bool derivative = false>
 inline __mmask32 outside_inputs(__m512i bits) {
-  constexpr LaneInputs inputs = lane_inputs<op>();
+  constexpr LaneInputs inputs = lane_inputs<op, derivative>();
   const __m512i b = inputs.symmetric ? _mm512_and_si512(bits, _mm512_set1_epi16(0x7fff)) : bits;
   return _mm512_cmpgt_epu16_mask(_mm512_sub_epi16(b, _mm512_set1_epi16(inputs.low)),
                                  _mm512_set1_epi16(static_cast<int16_t>(inputs.high - inputs.low)));
 }
 
-// 2^t: t = n + f with n = floor(t) and f in [0, 1) (vreduceps, exact), 2^f by a polynomial fitted
-// at Chebyshev nodes, then times 2^n by vscalefps (inf or 0 where that leaves the range). Degree
-// 3: relative error 1.0e-4; degree 4: 3.5e-6, for the derivatives that cancel.
+// 2^t: t = n + f with n = floor(t) and f in [0, 1) (vreduceps, exact), 2^f by a cubic, then
+// times 2^n by vscalefps (inf or 0 where that leaves the range). For the forward forms the cubic
+// is fitted at Chebyshev nodes (relative error 1.0e-4); for silu' and gelu' it minimises the
+// largest relative error weighted 60 times on f in [0.70, 0.94], where f falls at the bf16 inputs
+// next to their zeros (Lawson's iteration on a grid; 5.7e-6 there, 3.4e-4 elsewhere).
 inline __m512 exp2_fraction(__m512 t) {
   return _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
-inline __m512 exp2_lean(__m512 t) {
+inline __m512 exp2_cubic(__m512 t, float c0, float c1, float c2, float c3) {
   const __m512 f = exp2_fraction(t);
-  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0.07896725833f), _mm512_set1_ps(0.2246931493f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.6963247657f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.9999002814f));
+  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(c3), _mm512_set1_ps(c2));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(c1));
+  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(c0));
   return _mm512_scalef_ps(p, t);
 }
-inline __m512 exp2_accurate(__m512 t) {
-  const __m512 f = exp2_fraction(t);
-  __m512 p = _mm512_fmadd_ps(f, _mm512_set1_ps(0.01367030945f), _mm512_set1_ps(0.0517449975f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.241604358f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(0.6929728985f));
-  p = _mm512_fmadd_ps(f, p, _mm512_set1_ps(1.000003457f));
-  return _mm512_scalef_ps(p, t);
+inline __m512 exp2_lean(__m512 t) {
+  return exp2_cubic(t, 0.9999002814f, 0.6963247657f, 0.2246931493f, 0.07896725833f);
+}
+inline __m512 exp2_near_zeros(__m512 t) {
+  return exp2_cubic(t, 0.9996572733f, 0.7008362412f, 0.2146433443f, 0.0847755f);
 }
 
 // 1 / (1 + 2^t) within 1.6e-4 (the polynomial and vrcp14ps): sigmoid(x) at t = -x log2(e).
@@ -177,30 +180,33 @@ inline __m512 bf16_forward_form(__m512 x) {
 }
 
 // op'(x) on 16 lanes of covered inputs, within half a bf16 ulp. silu' and gelu' cross zero (at
-// -1.28 and -0.75), where their terms cancel: these take the degree-4 2^f and a Newton step on
-// the reciprocal (largest relative errors on bf16 inputs 9.6e-5 and 2.0e-5, at x = -1.28125 and
-// -0.75; with the degree-3 2^f, or without the Newton step, silu''s are 4.8e-3 and 5.4e-3, beyond
-// half an ulp).
+// -1.28 and -0.75) and are written as s^2 (d + w e) with e = 2^t, d = 1 + e, s = 1 / d: s's error
+// (vrcp14ps, 2^-14) is not amplified there, only e's, by |w e / (d + w e)| (about 50 at the worst
+// bf16 input), so e is exp2_near_zeros(). Largest relative errors on bf16 inputs 4.5e-4 (silu',
+// at -1.28125) and 4.4e-4 (gelu', at -0.54), 0.23 of 2^-9; with exp2_lean(), 4.9e-3 and 3.8e-3
+// next to the zeros. The previous form s (1 + w e s) amplified s's error too: it needed a
+// degree-4 2^f and a Newton step on the reciprocal. s (s q), not s^2 q: s^2 underflows for large e.
 template <UnaryOp op>
 inline __m512 bf16_derivative_form(__m512 x) {
   if constexpr (op == UnaryOp::softplus) {
     return logistic_lean(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e)));  // sigmoid(x)
   } else if constexpr (op == UnaryOp::silu) {
-    // silu' = s (1 + x (1 - s)), s = 1 / (1 + e), 1 - s = e s, e = e^-x.
-    const __m512 e = exp2_accurate(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e)));
-    const __m512 s = reciprocal_lanes(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
-    return _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_mul_ps(e, s), _mm512_set1_ps(1.0f)));
+    // silu' = s (1 + x (1 - s)) = s^2 (d + x e), sigmoid(x) = s = 1 / d, d = 1 + e, e = e^-x.
+    const __m512 e = exp2_near_zeros(_mm512_mul_ps(x, _mm512_set1_ps(-kLog2e)));
+    const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+    const __m512 s = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(s, _mm512_mul_ps(s, _mm512_fmadd_ps(x, e, d)));
   } else {
     static_assert(op == UnaryOp::gelu);
-    // gelu' = sig (1 + 2 x u' (1 - sig)), sig = sigmoid(2u) = 1 / (1 + e), 1 - sig = e sig.
+    // gelu' = s (1 + 2 x u' (1 - s)) = s^2 (d + 2 x u' e), sigmoid(2u) = s = 1 / d, d = 1 + e.
     const __m512 x2 = _mm512_mul_ps(x, x);
-    const __m512 e = exp2_accurate(gelu_exponent(x, x2));
-    const __m512 sig = reciprocal_lanes(_mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    const __m512 e = exp2_near_zeros(gelu_exponent(x, x2));
+    const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+    const __m512 s = _mm512_rcp14_ps(d);
     const __m512 twice_x_du = _mm512_mul_ps(
         x,
         _mm512_fmadd_ps(x2, _mm512_set1_ps(kGelu2 * float(3 * 0.044715)), _mm512_set1_ps(kGelu2)));
-    return _mm512_mul_ps(sig,
-                         _mm512_fmadd_ps(twice_x_du, _mm512_mul_ps(e, sig), _mm512_set1_ps(1.0f)));
+    return _mm512_mul_ps(s, _mm512_mul_ps(s, _mm512_fmadd_ps(twice_x_du, e, d)));
   }
 }
 
@@ -233,7 +239,7 @@ void bf16_lanes_backward(const bf16* g, const bf16* x, bf16* dx, int64_t begin, 
     const Bf16Halves v = widen(bits), gv = widen(_mm512_loadu_si512(g + i));
     const __m512 even = _mm512_mul_ps(gv.even, bf16_derivative_form<op>(v.even));
     const __m512 odd = _mm512_mul_ps(gv.odd, bf16_derivative_form<op>(v.odd));
-    if (outside_inputs<op>(bits) || _mm512_fpclass_ps_mask(even, kDenormal) ||
+    if (outside_inputs<op, true>(bits) || _mm512_fpclass_ps_mask(even, kDenormal) ||
         _mm512_fpclass_ps_mask(odd, kDenormal)) {
       for (int64_t k = i; k < i + 32; ++k) scalar(k);
       continue;
