@@ -5,7 +5,7 @@
 //   du_t     = sum_n G_t[n] B_t[n] dt_t + D gy_t       dB[b, n, t] = sum_c G_t[n] dt_t u_t
 //   dC[b, n, t] = sum_c gy_t h_t[n]         dz_t = dL/dout_t silu'(z_t) y_t
 //
-// The layout of the forward (cuda/selective_scan_forward.cu): 4 adjacent lanes per (b, c) row,
+// The layout of the forward (cuda/selective_scan_forward.cu): 4 lanes per (b, c) row,
 // 4 states each, 32 rows of one batch per block, chunks of 32 steps staged in shared memory with
 // cp.async one chunk ahead and converted once per block into f32 arrays. Chunks are visited last
 // to first. A chunk's states are recomputed from the state entering it (stored by the forward):
@@ -65,6 +65,13 @@ constexpr int kArrays = 5;
 constexpr int64_t shared_values(int areas) {
   return kArrays * kRows * kPad + 2 * kChunkLen * kMaxStates + 2 * kRows + kMaxStates * kRows +
          areas * 2 * kSub * kSumStride;
+}
+
+// Where row j keeps state group g's values in the dB/dC exchange: group g ^ (j & 2), so that the
+// 16-byte stores of a quarter warp (rows j0 .. j0 + 3, two groups: block_rows()) fill 8 distinct
+// bank quads: state n of row j is at j * 16 + (n ^ (j & 2) * 4).
+__device__ __forceinline__ int exchange_group(int j, int g) {
+  return g ^ (j & 2);
 }
 
 template <typename C>
@@ -247,8 +254,9 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
           dCv[q] = gy[i] * hv[i][q];
         }
         parts[i * 3] = pd, parts[i * 3 + 1] = pg, parts[i * 3 + 2] = py;
-        store_shared(sums + i * kSumStride + j * kMaxStates + g * kStates, dBv);
-        store_shared(sums + (kSub + i) * kSumStride + j * kMaxStates + g * kStates, dCv);
+        const int at = j * kMaxStates + exchange_group(j, g) * kStates;
+        store_shared(sums + i * kSumStride + at, dBv);
+        store_shared(sums + (kSub + i) * kSumStride + at, dCv);
       }
       // Lane g finishes step sc * kSub + g of its row (in place: the row's other lanes have
       // read that step's u, dsp and zc, before the shuffles).
@@ -272,10 +280,10 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
         // Thread x adds (kind x / 64, step x / 16 % 4, n x % 16) over the 32 rows.
         const int kind = threadIdx.x / (kSub * kMaxStates), i = (threadIdx.x / kMaxStates) % kSub;
         const int n = threadIdx.x % kMaxStates;
-        const C* col = sums + (kind * kSub + i) * kSumStride + n;
+        const C* col = sums + (kind * kSub + i) * kSumStride;
         C total = C(0);
 #pragma unroll 8
-        for (int r = 0; r < kRows; ++r) total += col[r * kMaxStates];
+        for (int r = 0; r < kRows; ++r) total += col[r * kMaxStates + (n ^ ((r & 2) * 4))];
         const int64_t t = t0 + sc * kSub + i;
         if (n < N && t < L) atomicAdd((kind ? o.dC : o.dB) + (b * N + n) * L + t, total);
       }

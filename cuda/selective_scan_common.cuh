@@ -136,12 +136,13 @@ __device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool 
 
 // ---- rows of states ----------------------------------------------------------------------------
 
-// Both kernels give each (batch, channel) row 4 adjacent lanes of 4 states each, and a block of
-// 128 threads 32 rows of one batch.
+// Both kernels give each (batch, channel) row 4 lanes of 4 states each (state groups g = 0..3),
+// and a block of 128 threads 32 rows of one batch, 8 rows per warp. block_rows() says which lanes.
 constexpr int kMaxStates = static_cast<int>(kMaxScanState);  // 16
 constexpr int kGroups = 4;                                   // threads per row
 constexpr int kStates = kMaxStates / kGroups;                // per thread
 constexpr int kRows = kThreads / kGroups;                    // per block
+constexpr int kRowsPerWarp = 32 / kGroups;                   // 8
 // Row stride of per-(row, step) arrays in shared memory: rows 4 banks apart, so that the 16-byte
 // loads of a quarter warp (2 rows) hit different banks.
 constexpr int kPad = kChunkLen + 4;
@@ -167,9 +168,14 @@ __device__ __forceinline__ void store_shared(C* p, const C (&in)[K]) {
   }
 }
 
-// Sums v over the 4 lanes of a row (lane g = threadIdx.x % 4): lane g ends with the sums of
-// values g * K/4 .. + K/4 in v[0 .. K/4). A reduce-scatter: each round keeps half of the values
-// and adds the partner lane's copy of them.
+// The lane distance between the lanes of a row whose state groups differ in `bit` (block_rows()).
+constexpr int group_lane_distance(int bit) {
+  return bit == 1 ? 1 : 16;
+}
+
+// Sums v over the 4 lanes of a row: the lane of state group g ends with the sums of values
+// g * K/4 .. + K/4 in v[0 .. K/4). A reduce-scatter: each round keeps half of the values and adds
+// the partner lane's copy of them.
 template <int K, typename C>
 __device__ __forceinline__ void sum_over_groups(C (&v)[K], int g) {
   static_assert(K % kGroups == 0, "K/4 values per lane");
@@ -182,13 +188,18 @@ __device__ __forceinline__ void sum_over_groups(C (&v)[K], int g) {
     for (int i = 0; i < K / 2; ++i) {
       if (i < len) {
         const C send = upper ? v[i] : v[i + len], keep = upper ? v[i + len] : v[i];
-        v[i] = keep + __shfl_xor_sync(kFullMask, send, bit);
+        v[i] = keep + __shfl_xor_sync(kFullMask, send, group_lane_distance(bit));
       }
     }
   }
 }
 
 // The rows of the block: 32 channels c0 .. of batch b; this thread's row j and state group g.
+// Lane bit 0 is bit 0 of g, bits 1-3 are the row within the warp, bit 4 is bit 1 of g: lanes
+// T and T ^ 1 hold one row (their loads of its per-step values dt, dt u have one address) and
+// lanes T and T ^ 2 one state group (their loads of B_t, C_t have one address). Shared memory
+// returns 128 bytes per cycle; a 16-byte load whose addresses pair lanes like that comes back in
+// two cycles instead of four.
 struct BlockRows {
   int64_t b, c0;
   int j, g;
@@ -201,8 +212,9 @@ __device__ inline BlockRows block_rows(int64_t channels) {
   const int64_t blocks_per_batch = (channels + kRows - 1) / kRows;
   r.b = blockIdx.x / blocks_per_batch;
   r.c0 = (blockIdx.x % blocks_per_batch) * kRows;
-  r.j = threadIdx.x / kGroups;
-  r.g = threadIdx.x % kGroups;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  r.j = static_cast<int>(threadIdx.x / 32) * kRowsPerWarp + ((lane >> 1) & 7);
+  r.g = (lane & 1) | ((lane >> 3) & 2);
   r.c = r.c0 + r.j;
   r.row = r.b * channels + r.c;
   r.valid = r.c < channels;

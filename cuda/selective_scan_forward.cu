@@ -3,13 +3,13 @@
 //   y_t = sum_n C_t[n] h_t[n] + D u_t,   out_t = y_t silu(z_t).
 //
 // A thread walks the whole sequence of one (batch, channel) row serially, holding 4 of the row's
-// 16 states in registers; the 4 threads of a row (adjacent lanes) add their partial read-outs
-// C_t . h_t with shuffles. No scan across threads is needed: per step and state the work is one
-// ex2 (on the SFU, a quarter of the f32 rate) and four f32 instructions, and the recurrence runs
-// in time order, as on the CPU. A block of 128 threads holds 32 rows (channels) of one batch and
-// walks time in chunks of kChunkLen steps. The chunk's operands (u, delta, z of the block's rows,
-// B and C) are copied to shared memory with cp.async while the previous chunk is computed; at the
-// start of a chunk the block converts them once into f32 arrays: dt = softplus(delta + bias),
+// 16 states in registers; the 4 threads of a row (block_rows() says which lanes) add their partial
+// read-outs C_t . h_t with shuffles. No scan across threads is needed: per step and state the work
+// is one ex2 (on the SFU, a quarter of the f32 rate) and four f32 instructions, and the recurrence
+// runs in time order, as on the CPU. A block of 128 threads holds 32 rows (channels) of one batch
+// and walks time in chunks of kChunkLen steps. The chunk's operands (u, delta, z of the block's
+// rows, B and C) are copied to shared memory with cp.async while the previous chunk is computed; at
+// the start of a chunk the block converts them once into f32 arrays: dt = softplus(delta + bias),
 // dt u, D u, silu(z) per (row, step), and B, C transposed to [step][n], so that a thread reads its
 // 4 values of B_t or C_t with one 16-byte load that every row of the warp shares. The state
 // entering each chunk is stored for the backward when asked for.
