@@ -257,6 +257,40 @@ TEST_CASE("CUDA cross_layer_readout equals the CPU read-out, forward and backwar
   }
 }
 
+TEST_CASE("CUDA causal_conv1d equals the CPU kernel in f64 at odd widths and lengths",
+          "[cuda][ssm]") {
+  // Lengths across the kernels' tiles of 2048 steps (halos on both sides of a tile boundary),
+  // shorter than a tile and shorter than the width; widths 1 to the kernels' largest; no bias.
+  Generator g(107);
+  for (int64_t width : {1, 2, 3, 4, 8}) {
+    for (int64_t length : {1, 3, 37, 2049, 4100}) {
+      for (bool with_bias : {false, true}) {
+        const bool silu = (width + length) % 2 == 1 || with_bias;
+        INFO("width " << width << ", length " << length << ", bias " << with_bias << ", silu "
+                      << silu);
+        const Tensor x = Tensor::randn({2, 3, length}, g, DType::f64);
+        const Tensor w = Tensor::randn({3, width}, g, DType::f64) * 0.5;
+        const Tensor bias = with_bias ? Tensor::randn({3}, g, DType::f64) : Tensor();
+        const Tensor dy = Tensor::randn({2, 3, length}, g, DType::f64);
+        std::vector<std::vector<Tensor>> results;
+        for (Device d : {Device::cuda(), Device::cpu()}) {
+          const Tensor xx = placed(x, DType::f64, d), ww = placed(w, DType::f64, d),
+                       bb = placed(bias, DType::f64, d);
+          const Tensor y = causal_conv1d(xx, ww, bb, silu);
+          sum(y * dy.to(d)).backward();
+          results.push_back({y.to(Device::cpu()), xx.grad().to(Device::cpu()),
+                             ww.grad().to(Device::cpu())});
+          if (with_bias) results.back().push_back(bb.grad().to(Device::cpu()));
+        }
+        for (size_t i = 0; i < results[0].size(); ++i) {
+          INFO("tensor " << i << " (y, dx, dweight, dbias)");
+          CHECK(relative_error(results[0][i], results[1][i]) < 1e-12);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("CUDA causal_conv1d equals the CPU kernel, forward, backward and step", "[cuda][ssm]") {
   Generator g(106);
   const Tensor x = Tensor::randn({2, 2048, 2048}, g), w = Tensor::randn({2048, 4}, g) * 0.5;
