@@ -1,6 +1,10 @@
 // copy_strided: dst[i] = convert(src[i]) for two tensors of one shape on one CUDA device, with any
 // strides (views, broadcasts) and any pair of dtypes. Conversions follow the CPU's
 // (tensor/copy.cpp): through the source's compute type, bf16 rounding to nearest even.
+#include <algorithm>
+#include <optional>
+#include <type_traits>
+
 #include "cuda/backend.hpp"
 #include "cuda/common.cuh"
 
@@ -37,6 +41,73 @@ __global__ void convert_strided(To* dst, StridedIndexer dst_index, const From* s
   }
 }
 
+// A transposing copy: dst is contiguous and src's stride-1 dimension p is not its last one (the
+// [B, T, D] <-> [B, D, T] copies around the selective scan). Element by element, either the reads
+// or the writes would be 32 elements apart; instead a block moves 32 x 32 tiles over (p, last)
+// through shared memory: it reads a tile along p (coalesced in src) and writes it along the last
+// dimension (coalesced in dst). The other dimensions ("outer") index whole tiles.
+struct TransposePlan {
+  int64_t P, Q;                         // sizes of dimension p and of the last dimension
+  int64_t src_q, dst_p;                 // src's stride along the last dimension, dst's along p
+  int64_t tiles_p, tiles_q, tiles;      // tiles along p, along the last dimension, in all
+  StridedIndexer src_outer, dst_outer;  // offsets of an outer index (p and last at size 1)
+};
+constexpr int kTileSide = 32, kTileRows = 8;  // a block of 32 x 8 threads, 4 rows of a tile each
+
+template <typename To, typename From>
+__global__ void convert_transposed(To* dst, const From* src, TransposePlan plan) {
+  using Wide = std::conditional_t<std::is_same_v<To, __nv_bfloat16>, float, To>;  // 4-byte banks
+  __shared__ Wide tile[kTileSide][kTileSide + 1];  // [along last][along p], padded
+  const int x = static_cast<int>(threadIdx.x), y = static_cast<int>(threadIdx.y);
+  for (int64_t block = blockIdx.x; block < plan.tiles; block += gridDim.x) {
+    const int64_t q0 = block % plan.tiles_q * kTileSide;
+    const int64_t p0 = block / plan.tiles_q % plan.tiles_p * kTileSide;
+    const int64_t outer = block / plan.tiles_q / plan.tiles_p;
+    const From* from = src + plan.src_outer.offset(outer);
+    To* to = dst + plan.dst_outer.offset(outer);
+    for (int j = y; j < kTileSide; j += kTileRows) {
+      if (p0 + x < plan.P && q0 + j < plan.Q) {
+        tile[j][x] = convert<Wide>(convert<To>(from[p0 + x + (q0 + j) * plan.src_q]));
+      }
+    }
+    __syncthreads();
+    for (int j = y; j < kTileSide; j += kTileRows) {
+      if (p0 + j < plan.P && q0 + x < plan.Q) {
+        to[(p0 + j) * plan.dst_p + q0 + x] = convert<To>(tile[x][j]);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// The plan for copying src into the contiguous dst by tiles, when src's stride-1 dimension (of
+// size > 1) is not its last; nullopt otherwise.
+std::optional<TransposePlan> transpose_plan(const Tensor& dst, const Tensor& src) {
+  const int64_t last = src.dim() - 1;
+  if (!dst.is_contiguous() || last < 1 || src.strides()[last] == 1 || src.size(last) < 2) {
+    return std::nullopt;
+  }
+  int64_t p = -1;
+  for (int64_t d = 0; d < last && p < 0; ++d) {
+    if (src.strides()[d] == 1 && src.size(d) > 1) p = d;
+  }
+  if (p < 0) return std::nullopt;
+  Shape outer = src.shape();
+  outer[p] = 1;
+  outer[last] = 1;
+  TransposePlan plan;
+  plan.P = src.size(p);
+  plan.Q = src.size(last);
+  plan.src_q = src.strides()[last];
+  plan.dst_p = dst.strides()[p];
+  plan.tiles_p = (plan.P + kTileSide - 1) / kTileSide;
+  plan.tiles_q = (plan.Q + kTileSide - 1) / kTileSide;
+  plan.tiles = plan.tiles_p * plan.tiles_q * (src.numel() / (plan.P * plan.Q));
+  plan.src_outer = make_indexer(outer, src.strides());
+  plan.dst_outer = make_indexer(outer, dst.strides());
+  return plan;
+}
+
 }  // namespace
 
 void copy_strided(const Tensor& dst, const Tensor& src) {
@@ -52,9 +123,14 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     return;
   }
   const LaunchConfig launch = elementwise_launch(n);
+  const std::optional<TransposePlan> transposed = dense ? std::nullopt : transpose_plan(dst, src);
   dispatch_all(dst.dtype(), [&]<typename To>() {
     dispatch_all(src.dtype(), [&]<typename From>() {
-      if (dense) {
+      if (transposed) {
+        const auto blocks = static_cast<unsigned>(std::min<int64_t>(transposed->tiles, 1 << 20));
+        convert_transposed<<<blocks, dim3(kTileSide, kTileRows), 0, current_stream()>>>(
+            device_data<To>(dst), device_data<From>(src), *transposed);
+      } else if (dense) {
         convert_dense<<<launch.blocks, launch.threads, 0, current_stream()>>>(
             device_data<To>(dst), device_data<From>(src), n);
       } else {
