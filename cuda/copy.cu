@@ -108,6 +108,41 @@ std::optional<TransposePlan> transpose_plan(const Tensor& dst, const Tensor& src
   return plan;
 }
 
+// Rows in both: src and dst have stride 1 along the last dimension (slices, concat's and split's
+// copies, permutes that keep the last dimension). A warp copies one row of Q elements with
+// coalesced reads and writes; the rows' offsets come from the indexers once per row.
+struct RowsPlan {
+  int64_t rows, Q;
+  StridedIndexer src_rows, dst_rows;  // offsets of a row (the last dimension at size 1)
+};
+constexpr int kRowWarps = 8;  // warps (rows at a time) per block
+
+template <typename To, typename From>
+__global__ void convert_rows(To* dst, const From* src, RowsPlan plan) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  for (int64_t row = blockIdx.x * int64_t{kRowWarps} + threadIdx.x / 32; row < plan.rows;
+       row += int64_t{gridDim.x} * kRowWarps) {
+    const From* from = src + plan.src_rows.offset(row);
+    To* to = dst + plan.dst_rows.offset(row);
+    for (int64_t q = lane; q < plan.Q; q += 32) to[q] = convert<To>(from[q]);
+  }
+}
+
+// The plan for copying row by row, when both have stride 1 along a last dimension of at least 16
+// elements (shorter rows would leave most of a warp idle); nullopt otherwise.
+std::optional<RowsPlan> rows_plan(const Tensor& dst, const Tensor& src) {
+  const int64_t last = src.dim() - 1;
+  if (last < 0 || src.strides()[last] != 1 || dst.strides()[last] != 1 || src.size(last) < 16) {
+    return std::nullopt;
+  }
+  Shape rows = src.shape();
+  rows[last] = 1;
+  return RowsPlan{.rows = src.numel() / src.size(last),
+                  .Q = src.size(last),
+                  .src_rows = make_indexer(rows, src.strides()),
+                  .dst_rows = make_indexer(rows, dst.strides())};
+}
+
 }  // namespace
 
 void copy_strided(const Tensor& dst, const Tensor& src) {
@@ -124,12 +159,18 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
   }
   const LaunchConfig launch = elementwise_launch(n);
   const std::optional<TransposePlan> transposed = dense ? std::nullopt : transpose_plan(dst, src);
+  const std::optional<RowsPlan> by_rows = dense || transposed ? std::nullopt : rows_plan(dst, src);
   dispatch_all(dst.dtype(), [&]<typename To>() {
     dispatch_all(src.dtype(), [&]<typename From>() {
       if (transposed) {
         const auto blocks = static_cast<unsigned>(std::min<int64_t>(transposed->tiles, 1 << 20));
         convert_transposed<<<blocks, dim3(kTileSide, kTileRows), 0, current_stream()>>>(
             device_data<To>(dst), device_data<From>(src), *transposed);
+      } else if (by_rows) {
+        const auto blocks = static_cast<unsigned>(
+            std::min<int64_t>((by_rows->rows + kRowWarps - 1) / kRowWarps, 1 << 20));
+        convert_rows<<<blocks, 32 * kRowWarps, 0, current_stream()>>>(
+            device_data<To>(dst), device_data<From>(src), *by_rows);
       } else if (dense) {
         convert_dense<<<launch.blocks, launch.threads, 0, current_stream()>>>(
             device_data<To>(dst), device_data<From>(src), n);

@@ -16,6 +16,7 @@
 #include "ops/matmul.hpp"
 #include "ops/reduce.hpp"
 #include "ops/registry.hpp"
+#include "ops/shape.hpp"
 
 using namespace dssm;
 using Catch::Matchers::Contains;
@@ -148,41 +149,63 @@ TEST_CASE("dtype conversion and fill on the device match the CPU exactly", "[cud
   }
 }
 
-TEST_CASE("transposing copies on the device match the CPU exactly", "[cuda]") {
+TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
   // Views whose stride-1 dimension is not the last (the tiled copy), at sizes that are not
   // multiples of its 32 x 32 tiles, with dimensions before, between and after, a slice and a
-  // broadcast; each made contiguous and converted to every dtype.
+  // broadcast; views that keep the last dimension (the row copy): a slice, a permute, a
+  // broadcast, rows shorter than the row copy takes; each made contiguous and converted to every
+  // dtype. Then concat, which copies into slices of its output.
   Generator gen(3);
   const Tensor cube = Tensor::randn({2, 50, 70}, gen, DType::f64) * 300.0;
   const Tensor four = Tensor::randn({2, 5, 33, 40}, gen, DType::f64) * 300.0;
   const Tensor column = Tensor::randn({40, 1}, gen, DType::f64) * 300.0;
-  const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> views = {
-      {"transpose(1, 2)", [](const Tensor& t) { return t.transpose(1, 2); }},
-      {"slice, transpose", [](const Tensor& t) { return t.narrow(2, 35, 35).transpose(1, 2); }},
-      {"permute(0, 2, 3, 1)",
+  struct View {
+    const char* name;
+    const Tensor& base;
+    std::function<Tensor(const Tensor&)> take;
+  };
+  const std::vector<View> views = {
+      {"transpose(1, 2)", cube, [](const Tensor& t) { return t.transpose(1, 2); }},
+      {"slice, transpose", cube,
+       [](const Tensor& t) { return t.narrow(2, 35, 35).transpose(1, 2); }},
+      {"permute(0, 2, 3, 1)", four,
        [](const Tensor& t) {
          return t.permute({0, 2, 3, 1});
        }},
-      {"permute(0, 3, 1, 2)",
+      {"permute(0, 3, 1, 2)", four,
        [](const Tensor& t) {
          return t.permute({0, 3, 1, 2});
        }},
-      {"expand", [](const Tensor& t) {
+      {"expand", column,
+       [](const Tensor& t) {
          return t.expand({40, 37});
+       }},
+      {"narrow(2, 5, 40)", cube, [](const Tensor& t) { return t.narrow(2, 5, 40); }},
+      {"narrow(2, 5, 9)", cube, [](const Tensor& t) { return t.narrow(2, 5, 9); }},
+      {"permute(1, 0, 2, 3)", four,
+       [](const Tensor& t) {
+         return t.permute({1, 0, 2, 3});
+       }},
+      {"rows expanded", column, [](const Tensor& t) {
+         return t.transpose(0, 1).expand({37, 40});
        }}};
   for (DType from : {DType::f64, DType::f32, DType::bf16, DType::i32, DType::i64}) {
-    for (size_t v = 0; v < views.size(); ++v) {
-      const Tensor& base = v < 2 ? cube : v < 4 ? four : column;
-      const Tensor host = views[v].second(base.to(from));
-      const Tensor device = views[v].second(base.to(from).to(kCuda));
+    for (const View& view : views) {
+      const Tensor host = view.take(view.base.to(from));
+      const Tensor device = view.take(view.base.to(from).to(kCuda));
       for (DType to : {DType::f64, DType::f32, DType::bf16, DType::i32, DType::i64}) {
-        INFO(views[v].first << ", " << dtype_name(from) << " -> " << dtype_name(to));
+        INFO(view.name << ", " << dtype_name(from) << " -> " << dtype_name(to));
         const Tensor got = device.to(to).contiguous();
         CHECK(got.shape() == host.shape());
         CHECK(got.to_vector<double>() == host.to(to).contiguous().to_vector<double>());
       }
     }
   }
+  const Tensor device = cube.to(kCuda);
+  CHECK(concat({device.narrow(2, 3, 20), device}, 2).to_vector<double>() ==
+        concat({cube.narrow(2, 3, 20), cube}, 2).to_vector<double>());
+  CHECK(concat({device, device.narrow(1, 1, 7)}, 1).to_vector<double>() ==
+        concat({cube, cube.narrow(1, 1, 7)}, 1).to_vector<double>());
 }
 
 TEST_CASE("the same seed draws the same numbers on the CPU and on CUDA", "[cuda]") {
