@@ -277,12 +277,6 @@ DSSM_VEC_INLINE Lanes<N> bf16_derivative_form(const Lanes<N>& x) {
   }
 }
 
-// Loads the cache line 2048 elements (4 KB) after p into L1: in memory, the hardware prefetcher
-// alone keeps too few lines in flight while the lanes compute.
-inline void prefetch_ahead(const bf16* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + 4096), _MM_HINT_T0);
-}
-
 // y = op(x) on the `vectors` x 32 elements from i; where one of them is outside the form's range,
 // vector by vector, `scalar(k)` writing the elements of a vector with an input outside.
 template <UnaryOp op, int vectors, typename Scalar>
@@ -290,7 +284,6 @@ DSSM_VEC_INLINE void bf16_forward_step(const bf16* x, bf16* y, int64_t i, Scalar
   __m512i bits[vectors];
   __mmask32 outside = 0;
   for (int v = 0; v < vectors; ++v) {
-    prefetch_ahead(x + i + 32 * v);
     bits[v] = _mm512_loadu_si512(x + i + 32 * v);
     outside |= outside_inputs<op>(bits[v]);
   }
@@ -323,8 +316,6 @@ DSSM_VEC_INLINE void bf16_backward_step(const bf16* g, const bf16* x, bf16* dx, 
   Lanes<2 * vectors> in, gradient;  // the even and the odd halves of each vector
   __mmask32 outside = 0;
   for (int v = 0; v < vectors; ++v) {
-    prefetch_ahead(x + i + 32 * v);
-    prefetch_ahead(g + i + 32 * v);
     const __m512i bits = _mm512_loadu_si512(x + i + 32 * v);
     const Bf16Halves h = widen(bits), gh = widen(_mm512_loadu_si512(g + i + 32 * v));
     in.v[2 * v] = h.even;
