@@ -9,6 +9,7 @@
 // the tiles' shares per channel in a fixed order (no atomics: the sums do not depend on timing).
 #include "cuda/common.cuh"
 #include "cuda/kernels_ssm.hpp"
+#include "cuda/row_reduce.cuh"
 #include "ops/elementwise_math.hpp"
 
 namespace dssm::cuda {
@@ -119,7 +120,6 @@ __global__ __launch_bounds__(kThreads) void conv_backward_kernel(ConvArgs<T> a, 
   using C = decltype(to_compute(T()));
   __shared__ C window[kTile + 2 * kHalo];  // x_{t0-W+1} .. x_{t0+kTile+W-2}
   __shared__ C g[kTile + kHalo];           // g'_{t0} .. g'_{t0+kTile+W-2}, 0 past the row
-  __shared__ A warp_sums[kThreads / 32][kMaxWidth + 1];
   const Tile tile = block_tile(a.channels, a.length);
   const int64_t L = a.length;
   const int W = a.width;
@@ -145,19 +145,12 @@ __global__ __launch_bounds__(kThreads) void conv_backward_kernel(ConvArgs<T> a, 
     share[kMaxWidth] += static_cast<A>(g[i]);
     dx[tile.row * L + tile.t0 + i] = from_compute<T>(total);
   }
-  // The block's sums: over each warp by shuffles, then over the warps.
-  const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+  // The block's sums (the slots past the width are never read: left out, alike in every thread).
 #pragma unroll
   for (int k = 0; k <= kMaxWidth; ++k) {
-    A v = share[k];
-    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-    if (lane == 0) warp_sums[warp][k] = v;
-  }
-  __syncthreads();
-  if (threadIdx.x <= kMaxWidth) {
-    A total = A(0);
-    for (int i = 0; i < kThreads / 32; ++i) total += warp_sums[i][threadIdx.x];
-    shares[static_cast<int64_t>(blockIdx.x) * (kMaxWidth + 1) + threadIdx.x] = total;
+    if (k >= W && k < kMaxWidth) continue;
+    const A total = block_sum(share[k]);
+    if (threadIdx.x == 0) shares[static_cast<int64_t>(blockIdx.x) * (kMaxWidth + 1) + k] = total;
   }
 }
 

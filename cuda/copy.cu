@@ -157,7 +157,6 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
                                     cudaMemcpyDeviceToDevice, current_stream()));
     return;
   }
-  const LaunchConfig launch = elementwise_launch(n);
   const std::optional<TransposePlan> transposed = dense ? std::nullopt : transpose_plan(dst, src);
   const std::optional<RowsPlan> by_rows = dense || transposed ? std::nullopt : rows_plan(dst, src);
   dispatch_all(dst.dtype(), [&]<typename To>() {
@@ -171,13 +170,16 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
             std::min<int64_t>((by_rows->rows + kRowWarps - 1) / kRowWarps, 1 << 20));
         convert_rows<<<blocks, 32 * kRowWarps, 0, current_stream()>>>(
             device_data<To>(dst), device_data<From>(src), *by_rows);
-      } else if (dense) {
-        convert_dense<<<launch.blocks, launch.threads, 0, current_stream()>>>(
-            device_data<To>(dst), device_data<From>(src), n);
       } else {
-        convert_strided<<<launch.blocks, launch.threads, 0, current_stream()>>>(
-            device_data<To>(dst), make_indexer(dst.shape(), dst.strides()), device_data<From>(src),
-            make_indexer(src.shape(), src.strides()), n);
+        const LaunchConfig launch = elementwise_launch(n);
+        if (dense) {
+          convert_dense<<<launch.blocks, launch.threads, 0, current_stream()>>>(
+              device_data<To>(dst), device_data<From>(src), n);
+        } else {
+          convert_strided<<<launch.blocks, launch.threads, 0, current_stream()>>>(
+              device_data<To>(dst), make_indexer(dst.shape(), dst.strides()),
+              device_data<From>(src), make_indexer(src.shape(), src.strides()), n);
+        }
       }
       DSSM_CUDA_CHECK_LAUNCH("copy_strided");
     });
