@@ -16,8 +16,8 @@
 // that dz needs) are added over the row's 4 lanes by a reduce-scatter that leaves each lane one
 // step of the sub-chunk to finish (du, ddelta, dz, written to shared memory, then stored as
 // 16-byte vectors per chunk). dB and dC are sums over the channels: each lane writes its 4 states'
-// values of a step to shared memory, and after a barrier every thread adds one (kind, step, n)
-// over the block's 32 rows and adds it to global memory with one atomic. dA, dD and ddelta_bias
+// values of a step to shared memory, and after a barrier the block adds each (kind, step, n) over
+// its 32 rows (add_exchange()) and adds it to global memory with one atomic. dA, dD and ddelta_bias
 // are summed in registers over the sequence and added once per row.
 #include "cuda/selective_scan_common.cuh"
 
@@ -159,6 +159,25 @@ __device__ __forceinline__ void step_states(const BackwardArrays<C>& s, int g, i
   }
 }
 
+// Adds a sub-chunk's dB and dC over the block's 32 rows from the exchange area `sums` and adds the
+// sums to dB[n, t], dC[n, t] (of the block's batch) in global memory: thread x adds (kind x / 64,
+// step x / 16 % 4, n x % 16), one atomic each. (Four states a thread with 16-byte loads, and
+// shuffles across the 4 lanes of a state quad, ran 2 % faster at batch 4 but 2 % slower at batch
+// 8: docs/benchmarks.md.)
+template <typename C>
+__device__ __forceinline__ void add_exchange(const C* sums, int64_t t0, int64_t L, int64_t N, C* dB,
+                                             C* dC) {
+  const int x = static_cast<int>(threadIdx.x);
+  const int kind = x / (kSub * kMaxStates), i = (x / kMaxStates) % kSub;
+  const int n = x % kMaxStates;
+  const C* col = sums + (kind * kSub + i) * kSumStride;
+  C total = C(0);
+#pragma unroll 8
+  for (int r = 0; r < kRows; ++r) total += col[r * kMaxStates + (n ^ ((r & 2) * 4))];
+  const int64_t t = t0 + i;
+  if (n < N && t < L) atomicAdd((kind ? dC : dB) + n * L + t, total);
+}
+
 template <int kAreas, typename T, typename C>
 __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -185,8 +204,7 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
   C dD = C(0), dbias = C(0);
   const C D = valid && a.D ? to_compute(a.D[c]) : C(0);
   auto stage_k = [&](int64_t k) {
-    stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, k * kChunkLen, vec, o.entry + k * N * rows,
-                             s.entry);
+    stage_chunk<T, C>(stage, a, arrays, b, c0, k * kChunkLen, vec, o.entry + k * N * rows, s.entry);
   };
   if (chunks > 0) stage_k(chunks - 1);
   int area = 0;  // the dB/dC exchange area the next sub-chunk writes
@@ -276,17 +294,7 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
         }
       }
       __syncthreads();  // every lane's dB, dC of the sub-chunk are in `sums`
-      {
-        // Thread x adds (kind x / 64, step x / 16 % 4, n x % 16) over the 32 rows.
-        const int kind = threadIdx.x / (kSub * kMaxStates), i = (threadIdx.x / kMaxStates) % kSub;
-        const int n = threadIdx.x % kMaxStates;
-        const C* col = sums + (kind * kSub + i) * kSumStride;
-        C total = C(0);
-#pragma unroll 8
-        for (int r = 0; r < kRows; ++r) total += col[r * kMaxStates + (n ^ ((r & 2) * 4))];
-        const int64_t t = t0 + sc * kSub + i;
-        if (n < N && t < L) atomicAdd((kind ? o.dC : o.dB) + (b * N + n) * L + t, total);
-      }
+      add_exchange(sums, t0 + sc * kSub, L, N, o.dB + b * N * L, o.dC + b * N * L);
       if constexpr (kAreas == 1) {
         __syncthreads();  // `sums` is read: the next sub-chunk may write it
       } else {
@@ -377,7 +385,7 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
     using C = state_t<S>;
     const int arrays = in0.z.defined() ? 4 : 3;
     const size_t staged_bytes =
-        sizeof(S) * static_cast<size_t>(stage_rows<kRows>(in0.A.size(1), arrays) * kChunkLen);
+        sizeof(S) * static_cast<size_t>(stage_rows(in0.A.size(1), arrays) * kChunkLen);
     std::vector<BackwardJob<T, C>> device_jobs;
     for (size_t j = 0; j < jobs.size(); ++j) {
       const ScanGradients& g = jobs[j].grads;

@@ -270,47 +270,58 @@ struct ChannelArrays {
   __device__ const T* at(int i) const { return i == 0 ? p0 : i == 1 ? p1 : i == 2 ? p2 : p3; }
 };
 
-template <int kRows>
 __host__ __device__ constexpr int64_t stage_rows(int64_t N, int arrays) {
   return 2 * N + arrays * kRows;
 }
 
-// Issues the copies of chunk [t0, t0 + kChunkLen) of batch b into `dst` (steps past L and
-// channels past the count are zero-filled with plain stores) and commits them as one cp.async
-// group. With entry_src: also entry_src[n * rows + row0 + j] (the states entering the chunk of
-// the block's rows) into entry_dst[n][j].
-template <int kRows, typename T, typename C>
+// One 16-byte vector of a staged row: src[t .. t + 16 bytes) to dst, with cp.async when it lies
+// whole inside [0, L) and `vec` (rows 16-byte aligned), else element by element with plain stores
+// (zeros past L, or everywhere when !ok).
+template <typename T>
+__device__ __forceinline__ void stage_vector(T* dst, const T* src, int64_t t, int64_t L, bool ok,
+                                             bool vec) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  if (ok && vec && t + kPerVec <= L) {
+    __pipeline_memcpy_async(dst, src + t, 16);
+  } else {
+#pragma unroll
+    for (int k = 0; k < kPerVec; ++k) dst[k] = ok && t + k < L ? src[t + k] : from_compute<T>(0.0f);
+  }
+}
+
+// Issues the copies of chunk [t0, t0 + kChunkLen) of batch b into `dst` and commits them as one
+// cp.async group. A thread copies the same vector of the same channel row from each channel array,
+// so it finds the row's offset once. With entry_src: also entry_src[n * rows + row0 + j] (the
+// states entering the chunk of the block's rows) into entry_dst[n][j].
+template <typename T, typename C>
 __device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>& arrays, int64_t b,
                             int64_t c0, int64_t t0, bool vec, const C* entry_src, C* entry_dst) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   constexpr int kVecs = kChunkLen / kPerVec;
-  const int N = static_cast<int>(a.N), rows = static_cast<int>(stage_rows<kRows>(N, arrays.count));
+  const int N = static_cast<int>(a.N);
   const int64_t L = a.length;
-  for (int i = threadIdx.x; i < rows * kVecs; i += blockDim.x) {
-    const int row = i / kVecs;
-    const int64_t t = t0 + (i % kVecs) * kPerVec;
-    const T* src;
-    bool ok = true;
-    if (row < 2 * N) {
-      src = (row < N ? a.B + (b * N + row) * L : a.C + (b * N + row - N) * L);
-    } else {
-      const int j = row - 2 * N;
-      const int64_t c = c0 + j % kRows;
-      ok = c < a.channels;
-      src = arrays.at(j / kRows) + (b * a.channels + c) * L;
-    }
-    T* d = dst + row * kChunkLen + (i % kVecs) * kPerVec;
-    if (ok && vec && t + kPerVec <= L) {
-      __pipeline_memcpy_async(d, src + t, 16);
-    } else {
+  for (int i = threadIdx.x; i < 2 * N * kVecs; i += blockDim.x) {  // B, then C
+    const int row = i / kVecs, v = i % kVecs;
+    const T* src = row < N ? a.B + (b * N + row) * L : a.C + (b * N + row - N) * L;
+    stage_vector(dst + row * kChunkLen + v * kPerVec, src, t0 + v * kPerVec, L, true, vec);
+  }
+  T* channel_dst = dst + 2 * N * kChunkLen;
+  for (int i = threadIdx.x; i < kRows * kVecs; i += blockDim.x) {
+    const int j = i / kVecs, v = i % kVecs;
+    const bool ok = c0 + j < a.channels;
+    const int64_t offset = (b * a.channels + c0 + j) * L, t = t0 + v * kPerVec;
 #pragma unroll
-      for (int k = 0; k < kPerVec; ++k) d[k] = ok && t + k < L ? src[t + k] : from_compute<T>(0.0f);
+    for (int p = 0; p < 4; ++p) {
+      if (p < arrays.count) {
+        stage_vector(channel_dst + (p * kRows + j) * kChunkLen + v * kPerVec, arrays.at(p) + offset,
+                     t, L, ok, vec);
+      }
     }
   }
   if (entry_src) {
     const int64_t rows_total = a.batch * a.channels, row0 = b * a.channels + c0;
-    for (int64_t i = threadIdx.x; i < N * kRows; i += blockDim.x) {
-      const int64_t n = i / kRows, j = i % kRows;
+    for (int i = threadIdx.x; i < N * kRows; i += blockDim.x) {
+      const int n = i / kRows, j = i % kRows;
       if (c0 + j < a.channels) {
         __pipeline_memcpy_async(entry_dst + i, entry_src + n * rows_total + row0 + j, sizeof(C));
       } else {

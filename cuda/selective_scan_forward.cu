@@ -99,7 +99,7 @@ __device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, b
   load_row_constants(a, c0, s.D, s.bias);
   C h[kStates] = {}, A2[kStates];
   load_A2(a, r, A2);
-  if (chunks > 0) stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, 0, vec, nullptr, nullptr);
+  if (chunks > 0) stage_chunk<T, C>(stage, a, arrays, b, c0, 0, vec, nullptr, nullptr);
   for (int64_t k = 0; k < chunks; ++k) {
     const int64_t t0 = k * kChunkLen;
     __pipeline_wait_prior(0);
@@ -107,7 +107,7 @@ __device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, b
     convert_chunk(stage, a, r.live_rows, t0, s);
     __syncthreads();  // the arrays are written; the staged chunk is read
     if (k + 1 < chunks)
-      stage_chunk<kRows, T, C>(stage, a, arrays, b, c0, t0 + kChunkLen, vec, nullptr, nullptr);
+      stage_chunk<T, C>(stage, a, arrays, b, c0, t0 + kChunkLen, vec, nullptr, nullptr);
     if (job.entry && valid) {
 #pragma unroll
       for (int q = 0; q < kStates; ++q) {
@@ -175,7 +175,7 @@ void launch_forward(const std::vector<ScanForwardJob>& jobs, bool vec) {
   const int64_t arrays = in0.z.defined() ? 3 : 2;
   const size_t smem =
       sizeof(C) * static_cast<size_t>(shared_values()) +
-      sizeof(S) * static_cast<size_t>(stage_rows<kRows>(in0.A.size(1), arrays) * kChunkLen);
+      sizeof(S) * static_cast<size_t>(stage_rows(in0.A.size(1), arrays) * kChunkLen);
   std::vector<ForwardJob<T, C>> device_jobs;
   for (const ScanForwardJob& job : jobs) {
     device_jobs.push_back({scan_args<S>(job.in), job.y.defined() ? device_data<S>(job.y) : nullptr,
