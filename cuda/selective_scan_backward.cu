@@ -110,24 +110,40 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
   const T* delta = u + kRows * kChunkLen;
   const T* gy = delta + kRows * kChunkLen;
   const T* z = gy + kRows * kChunkLen;
-  const int step = threadIdx.x % kChunkLen;
+  // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ..., four rows at a time, their loads
+  // before their stores (as the forward's conversion; all eight rows at once spilled registers in
+  // the 4-blocks build).
+  constexpr int kRowsPerThread = kRows / (kThreads / kChunkLen), kAtOnce = kRowsPerThread / 2;
+  const int step = threadIdx.x % kChunkLen, j0 = threadIdx.x / kChunkLen;
   const bool live_step = t0 + step < a.length;
-  for (int j = threadIdx.x / kChunkLen; j < kRows; j += kThreads / kChunkLen) {
-    const int i = j * kChunkLen + step, at = j * kPad + step;
-    const C pre = to_compute(delta[i]) + s.bias[j], g = to_compute(gy[i]);
-    const bool live = live_step && j < live_rows;
-    C dt = pre, dsp = C(1);
-    if (a.softplus) softplus_and_sigmoid_fast(pre, dt, dsp);
-    s.dt[at] = live ? dt : C(0);  // 0: an identity step
-    s.dsp[at] = dsp;
-    s.u[at] = to_compute(u[i]);
-    if (a.z) {  // out = y silu(z): dL/dy = g silu(z), dL/dz = g silu'(z) y
-      const C zv = to_compute(z[i]), sig = sigmoid_fast(zv);
-      s.gy[at] = g * zv * sig;
-      s.zc[at] = g * sig * fma(zv, C(1) - sig, C(1));
-    } else {
-      s.gy[at] = g;
-      s.zc[at] = C(0);
+#pragma unroll
+  for (int k0 = 0; k0 < kRowsPerThread; k0 += kAtOnce) {
+    C pre[kAtOnce], uv[kAtOnce], gv[kAtOnce], zv[kAtOnce];
+#pragma unroll
+    for (int k = 0; k < kAtOnce; ++k) {
+      const int j = j0 + (k0 + k) * (kThreads / kChunkLen), i = j * kChunkLen + step;
+      pre[k] = to_compute(delta[i]) + s.bias[j];
+      uv[k] = to_compute(u[i]);
+      gv[k] = to_compute(gy[i]);
+      zv[k] = a.z ? to_compute(z[i]) : C(0);
+    }
+#pragma unroll
+    for (int k = 0; k < kAtOnce; ++k) {
+      const int j = j0 + (k0 + k) * (kThreads / kChunkLen), at = j * kPad + step;
+      const bool live = live_step && j < live_rows;
+      C dt = pre[k], dsp = C(1);
+      if (a.softplus) softplus_and_sigmoid_fast(pre[k], dt, dsp);
+      s.dt[at] = live ? dt : C(0);  // 0: an identity step
+      s.dsp[at] = dsp;
+      s.u[at] = uv[k];
+      if (a.z) {  // out = y silu(z): dL/dy = g silu(z), dL/dz = g silu'(z) y
+        const C sig = sigmoid_fast(zv[k]);
+        s.gy[at] = gv[k] * zv[k] * sig;
+        s.zc[at] = gv[k] * sig * fma(zv[k], C(1) - sig, C(1));
+      } else {
+        s.gy[at] = gv[k];
+        s.zc[at] = C(0);
+      }
     }
   }
   transpose_B_C(staged, N, s.B, s.C_);

@@ -246,14 +246,25 @@ __device__ __forceinline__ void load_A2(const ScanArgs<T>& a, const BlockRows& r
 }
 
 // B and C of a staged chunk ([n][step], T) transposed into f32 [step][16] (0 past N), so that a
-// thread reads its 4 values of B_t or C_t with one 16-byte load shared by every row of a warp.
+// thread reads its 4 values of B_t or C_t with one 16-byte load shared by every row of a warp. All
+// loads come before the stores, which the compiler could not move them past.
 template <typename T, typename C>
 __device__ void transpose_B_C(const T* staged, int N, C* B, C* C_) {
   static_assert(kThreads % kMaxStates == 0, "a fixed state per thread");
-  const int n = threadIdx.x % kMaxStates;
-  for (int st = threadIdx.x / kMaxStates; st < kChunkLen; st += kThreads / kMaxStates) {
-    B[st * kMaxStates + n] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
-    C_[st * kMaxStates + n] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
+  constexpr int kStepsApart = kThreads / kMaxStates, kSteps = kChunkLen / kStepsApart;
+  const int n = threadIdx.x % kMaxStates, first = threadIdx.x / kMaxStates;
+  C Bv[kSteps], Cv[kSteps];
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    const int st = first + k * kStepsApart;
+    Bv[k] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
+    Cv[k] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
+  }
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    const int st = first + k * kStepsApart;
+    B[st * kMaxStates + n] = Bv[k];
+    C_[st * kMaxStates + n] = Cv[k];
   }
 }
 

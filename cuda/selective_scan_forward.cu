@@ -48,17 +48,29 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
   const T* u = staged + 2 * N * kChunkLen;
   const T* delta = u + kRows * kChunkLen;
   const T* z = delta + kRows * kChunkLen;
-  // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ...
-  const int step = threadIdx.x % kChunkLen;
+  // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ... It loads all of its values
+  // before storing any: a load issued after a store to shared memory waits for it, as the compiler
+  // cannot tell the staged chunk and the arrays apart.
+  constexpr int kRowsPerThread = kRows / (kThreads / kChunkLen);
+  const int step = threadIdx.x % kChunkLen, j0 = threadIdx.x / kChunkLen;
   const bool live_step = t0 + step < a.length;
-  for (int j = threadIdx.x / kChunkLen; j < kRows; j += kThreads / kChunkLen) {
-    const int i = j * kChunkLen + step, at = j * kPad + step;
-    const C uv = to_compute(u[i]), pre = to_compute(delta[i]) + s.bias[j];
-    const C dt = live_step && j < live_rows ? (a.softplus ? softplus_fast(pre) : pre) : C(0);
+  C uv[kRowsPerThread], pre[kRowsPerThread], zv[kRowsPerThread], D[kRowsPerThread];
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+    const int j = j0 + k * (kThreads / kChunkLen), i = j * kChunkLen + step;
+    uv[k] = to_compute(u[i]);
+    pre[k] = to_compute(delta[i]) + s.bias[j];
+    zv[k] = a.z ? to_compute(z[i]) : C(0);
+    D[k] = s.D[j];
+  }
+#pragma unroll
+  for (int k = 0; k < kRowsPerThread; ++k) {
+    const int j = j0 + k * (kThreads / kChunkLen), at = j * kPad + step;
+    const C dt = live_step && j < live_rows ? (a.softplus ? softplus_fast(pre[k]) : pre[k]) : C(0);
     s.dt[at] = dt;  // 0 past the sequence or the channels: an identity step
-    s.dtu[at] = dt * uv;
-    s.du[at] = s.D[j] * uv;
-    s.gate[at] = a.z ? silu_fast(to_compute(z[i])) : C(1);
+    s.dtu[at] = dt * uv[k];
+    s.du[at] = D[k] * uv[k];
+    s.gate[at] = a.z ? silu_fast(zv[k]) : C(1);
   }
   transpose_B_C(staged, N, s.B, s.C_);
 }
