@@ -167,14 +167,18 @@ __device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, b
   }
 }
 
-// Up to 128 registers: 4 blocks of 128 threads per SM.
+// Up to 96 registers in f32 (it needs no more): 5 blocks of 128 threads per SM, which grids of
+// more than 4 blocks per SM use (several scans in one launch); f64 up to 128.
+template <typename C>
+constexpr int kForwardBlocksPerSm = sizeof(C) == 8 ? 4 : 5;
+
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, 4) void scan_forward_kernel(const ForwardJob<T, C> job,
-                                                                   bool vec) {
+__global__ __launch_bounds__(kThreads, kForwardBlocksPerSm<C>) void scan_forward_kernel(
+    const ForwardJob<T, C> job, bool vec) {
   scan_forward_body(job, vec);
 }
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, 4) void scan_forward_jobs_kernel(
+__global__ __launch_bounds__(kThreads, kForwardBlocksPerSm<C>) void scan_forward_jobs_kernel(
     const __grid_constant__ JobTable<ForwardJob<T, C>> table, bool vec) {
   scan_forward_body(table.job[blockIdx.y], vec);
 }
