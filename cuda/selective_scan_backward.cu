@@ -59,12 +59,12 @@ constexpr int exchange_areas(int min_blocks) {
 
 // Shared memory of a block, in C: per (row, step) [kRows][kPad] dt, u (then du), gy (after the
 // gate), the dz coefficient (then dz), softplus' (then ddelta); B, C [kChunkLen][16]; D, bias
-// [kRows]; the entry states [16][kRows]; the dB/dC exchange areas [areas][2 kinds][kSub]
+// [kRows]; the entry states [16][kEntryStride]; the dB/dC exchange areas [areas][2 kinds][kSub]
 // [kSumStride]; then the staged chunk in T.
 constexpr int kArrays = 5;
 constexpr int64_t shared_values(int areas) {
-  return kArrays * kRows * kPad + 2 * kChunkLen * kMaxStates + 2 * kRows + kMaxStates * kRows +
-         areas * 2 * kSub * kSumStride;
+  return kArrays * kRows * kPad + 2 * kChunkLen * kMaxStates + 2 * kRows +
+         kMaxStates * kEntryStride + areas * 2 * kSub * kSumStride;
 }
 
 // Where row j keeps state group g's values in the dB/dC exchange: group g ^ (j & 2), so that the
@@ -79,7 +79,7 @@ struct BackwardArrays {
   C *dt, *u, *gy, *zc, *dsp;  // [kRows][kPad]
   C *B, *C_;                  // [kChunkLen][kMaxStates], zero past N
   C *D, *bias;                // [kRows]
-  C* entry;                   // [kMaxStates][kRows]
+  C* entry;                   // [kMaxStates][kEntryStride]
   C* sums;                    // [areas][2 kinds][kSub][kSumStride]
 };
 
@@ -96,7 +96,7 @@ __device__ BackwardArrays<C> carve(C* base) {
   s.C_ = p, p += kChunkLen * kMaxStates;
   s.D = p, p += kRows;
   s.bias = p, p += kRows;
-  s.entry = p, p += kMaxStates * kRows;
+  s.entry = p, p += kMaxStates * kEntryStride;
   s.sums = p;
   return s;
 }
@@ -106,10 +106,8 @@ template <typename T, typename C>
 __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_rows, int64_t t0,
                               const BackwardArrays<C>& s) {
   const int N = static_cast<int>(a.N);
-  const T* u = staged + 2 * N * kChunkLen;
-  const T* delta = u + kRows * kChunkLen;
-  const T* gy = delta + kRows * kChunkLen;
-  const T* z = gy + kRows * kChunkLen;
+  const T *u = staged_channel(staged, N, 0), *delta = staged_channel(staged, N, 1),
+          *gy = staged_channel(staged, N, 2), *z = staged_channel(staged, N, 3);
   // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ..., four rows at a time, their loads
   // before their stores (as the forward's conversion; all eight rows at once spilled registers in
   // the 4-blocks build).
@@ -233,7 +231,7 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
 #pragma unroll
     for (int q = 0; q < kStates; ++q) {
       const int n = g * kStates + q;
-      h[q] = n < N ? s.entry[n * kRows + j] : C(0);
+      h[q] = n < N ? s.entry[n * kEntryStride + j] : C(0);
     }
     __syncthreads();  // the arrays are written; the staged chunk and entry states are read
     if (k > 0) stage_k(k - 1);
@@ -401,7 +399,7 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
     using C = state_t<S>;
     const int arrays = in0.z.defined() ? 4 : 3;
     const size_t staged_bytes =
-        sizeof(S) * static_cast<size_t>(stage_rows(in0.A.size(1), arrays) * kChunkLen);
+        sizeof(S) * static_cast<size_t>(staged_elements<S>(in0.A.size(1), arrays));
     std::vector<BackwardJob<T, C>> device_jobs;
     for (size_t j = 0; j < jobs.size(); ++j) {
       const ScanGradients& g = jobs[j].grads;

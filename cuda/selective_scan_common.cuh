@@ -245,29 +245,6 @@ __device__ __forceinline__ void load_A2(const ScanArgs<T>& a, const BlockRows& r
   }
 }
 
-// B and C of a staged chunk ([n][step], T) transposed into f32 [step][16] (0 past N), so that a
-// thread reads its 4 values of B_t or C_t with one 16-byte load shared by every row of a warp. All
-// loads come before the stores, which the compiler could not move them past.
-template <typename T, typename C>
-__device__ void transpose_B_C(const T* staged, int N, C* B, C* C_) {
-  static_assert(kThreads % kMaxStates == 0, "a fixed state per thread");
-  constexpr int kStepsApart = kThreads / kMaxStates, kSteps = kChunkLen / kStepsApart;
-  const int n = threadIdx.x % kMaxStates, first = threadIdx.x / kMaxStates;
-  C Bv[kSteps], Cv[kSteps];
-#pragma unroll
-  for (int k = 0; k < kSteps; ++k) {
-    const int st = first + k * kStepsApart;
-    Bv[k] = n < N ? to_compute(staged[n * kChunkLen + st]) : C(0);
-    Cv[k] = n < N ? to_compute(staged[(N + n) * kChunkLen + st]) : C(0);
-  }
-#pragma unroll
-  for (int k = 0; k < kSteps; ++k) {
-    const int st = first + k * kStepsApart;
-    B[st * kMaxStates + n] = Bv[k];
-    C_[st * kMaxStates + n] = Cv[k];
-  }
-}
-
 // ---- staging a chunk in shared memory -----------------------------------------------------------
 
 // The block's operands of one chunk, copied to shared memory (as stored, T) with cp.async while
@@ -281,8 +258,48 @@ struct ChannelArrays {
   __device__ const T* at(int i) const { return i == 0 ? p0 : i == 1 ? p1 : i == 2 ? p2 : p3; }
 };
 
-__host__ __device__ constexpr int64_t stage_rows(int64_t N, int arrays) {
-  return 2 * N + arrays * kRows;
+// B and C rows are one 16-byte vector longer than a chunk: the transpose below reads a column of
+// them (one step of 16 rows), which at a row stride of 64 bytes (bf16) would fall into two banks,
+// 8 rows in each; padded, rows n and n + 8 share one (bf16; f32's stride is 144 bytes).
+template <typename T>
+constexpr int kStagedBCStride = kChunkLen + 16 / static_cast<int>(sizeof(T));
+
+template <typename T>
+__host__ __device__ constexpr int64_t staged_elements(int64_t N, int arrays) {
+  return 2 * N * kStagedBCStride<T> + arrays * kRows * kChunkLen;
+}
+
+// Channel array p (kRows rows of kChunkLen steps) of a staged chunk.
+template <typename T>
+__device__ __forceinline__ const T* staged_channel(const T* staged, int N, int p) {
+  return staged + 2 * N * kStagedBCStride<T> + p * kRows * kChunkLen;
+}
+
+// The states entering a chunk, staged [n][kEntryStride]: with two columns of padding, the 4 lanes
+// of a row (state groups 4 states apart) read 4 different banks.
+constexpr int kEntryStride = kRows + 2;
+
+// B and C of a staged chunk ([n][step], T) transposed into f32 [step][16] (0 past N), so that a
+// thread reads its 4 values of B_t or C_t with one 16-byte load shared by every row of a warp. All
+// loads come before the stores, which the compiler could not move them past.
+template <typename T, typename C>
+__device__ void transpose_B_C(const T* staged, int N, C* B, C* C_) {
+  static_assert(kThreads % kMaxStates == 0, "a fixed state per thread");
+  constexpr int kStepsApart = kThreads / kMaxStates, kSteps = kChunkLen / kStepsApart;
+  const int n = threadIdx.x % kMaxStates, first = threadIdx.x / kMaxStates;
+  C Bv[kSteps], Cv[kSteps];
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    const int st = first + k * kStepsApart;
+    Bv[k] = n < N ? to_compute(staged[n * kStagedBCStride<T> + st]) : C(0);
+    Cv[k] = n < N ? to_compute(staged[(N + n) * kStagedBCStride<T> + st]) : C(0);
+  }
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    const int st = first + k * kStepsApart;
+    B[st * kMaxStates + n] = Bv[k];
+    C_[st * kMaxStates + n] = Cv[k];
+  }
 }
 
 // One 16-byte vector of a staged row: src[t .. t + 16 bytes) to dst, with cp.async when it lies
@@ -303,7 +320,7 @@ __device__ __forceinline__ void stage_vector(T* dst, const T* src, int64_t t, in
 // Issues the copies of chunk [t0, t0 + kChunkLen) of batch b into `dst` and commits them as one
 // cp.async group. A thread copies the same vector of the same channel row from each channel array,
 // so it finds the row's offset once. With entry_src: also entry_src[n * rows + row0 + j] (the
-// states entering the chunk of the block's rows) into entry_dst[n][j].
+// states entering the chunk of the block's rows) into entry_dst[n * kEntryStride + j].
 template <typename T, typename C>
 __device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>& arrays, int64_t b,
                             int64_t c0, int64_t t0, bool vec, const C* entry_src, C* entry_dst) {
@@ -314,9 +331,9 @@ __device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>
   for (int i = threadIdx.x; i < 2 * N * kVecs; i += blockDim.x) {  // B, then C
     const int row = i / kVecs, v = i % kVecs;
     const T* src = row < N ? a.B + (b * N + row) * L : a.C + (b * N + row - N) * L;
-    stage_vector(dst + row * kChunkLen + v * kPerVec, src, t0 + v * kPerVec, L, true, vec);
+    stage_vector(dst + row * kStagedBCStride<T> + v * kPerVec, src, t0 + v * kPerVec, L, true, vec);
   }
-  T* channel_dst = dst + 2 * N * kChunkLen;
+  T* channel_dst = dst + 2 * N * kStagedBCStride<T>;
   for (int i = threadIdx.x; i < kRows * kVecs; i += blockDim.x) {
     const int j = i / kVecs, v = i % kVecs;
     const bool ok = c0 + j < a.channels;
@@ -333,10 +350,11 @@ __device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>
     const int64_t rows_total = a.batch * a.channels, row0 = b * a.channels + c0;
     for (int i = threadIdx.x; i < N * kRows; i += blockDim.x) {
       const int n = i / kRows, j = i % kRows;
+      C* to = entry_dst + n * kEntryStride + j;
       if (c0 + j < a.channels) {
-        __pipeline_memcpy_async(entry_dst + i, entry_src + n * rows_total + row0 + j, sizeof(C));
+        __pipeline_memcpy_async(to, entry_src + n * rows_total + row0 + j, sizeof(C));
       } else {
-        entry_dst[i] = C(0);
+        *to = C(0);
       }
     }
   }

@@ -45,9 +45,8 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
                               const StepArrays<C>& s) {
   static_assert(kThreads % kChunkLen == 0, "a fixed step per thread");
   const int N = static_cast<int>(a.N);
-  const T* u = staged + 2 * N * kChunkLen;
-  const T* delta = u + kRows * kChunkLen;
-  const T* z = delta + kRows * kChunkLen;
+  const T *u = staged_channel(staged, N, 0), *delta = staged_channel(staged, N, 1),
+          *z = staged_channel(staged, N, 2);
   // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ... It loads all of its values
   // before storing any: a load issued after a store to shared memory waits for it, as the compiler
   // cannot tell the staged chunk and the arrays apart.
@@ -189,9 +188,8 @@ void launch_forward(const std::vector<ScanForwardJob>& jobs, bool vec) {
   using C = state_t<S>;
   const ScanInputs& in0 = jobs[0].in;
   const int64_t arrays = in0.z.defined() ? 3 : 2;
-  const size_t smem =
-      sizeof(C) * static_cast<size_t>(shared_values()) +
-      sizeof(S) * static_cast<size_t>(stage_rows(in0.A.size(1), arrays) * kChunkLen);
+  const size_t smem = sizeof(C) * static_cast<size_t>(shared_values()) +
+                      sizeof(S) * static_cast<size_t>(staged_elements<S>(in0.A.size(1), arrays));
   std::vector<ForwardJob<T, C>> device_jobs;
   for (const ScanForwardJob& job : jobs) {
     device_jobs.push_back({scan_args<S>(job.in), job.y.defined() ? device_data<S>(job.y) : nullptr,
