@@ -317,7 +317,7 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
     }
     {  // du, ddelta, dz of the chunk, finished by the lanes of each row (one warp)
       C du[kChunkLen / kGroups], dd[kChunkLen / kGroups], dz[kChunkLen / kGroups];
-      const int first = g * (kChunkLen / kGroups);
+      const int first = own_block(g) * (kChunkLen / kGroups);
       load_shared(s.u + j * kPad + first, du);
       load_shared(s.dsp + j * kPad + first, dd);
       store_items(o.du + row * L, t0 + first, L, valid, vec, du);

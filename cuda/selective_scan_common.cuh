@@ -223,6 +223,15 @@ __device__ inline BlockRows block_rows(int64_t channels) {
   return r;
 }
 
+// The block of kChunkLen / 4 steps of a chunk that state group g's lane finishes (its outputs):
+// g with its two bits swapped. The lanes of a quarter warp are rows j0 .. j0 + 3 in groups g and
+// g ^ 1 (block_rows()); reading their blocks from a [row][kPad] array, whose rows lie 4 banks
+// apart, they hit 8 different 16-byte bank quads (block g itself would put groups 0 and 1 of rows
+// j and j + 2 on one).
+__device__ __forceinline__ int own_block(int g) {
+  return ((g & 1) << 1) | (g >> 1);
+}
+
 // D and the delta bias of the block's rows into shared memory (0 past the channels or when absent).
 template <typename T, typename C>
 __device__ void load_row_constants(const ScanArgs<T>& a, int64_t c0, C* D, C* bias) {

@@ -147,14 +147,21 @@ __device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, b
       }
     }
     if (y) {
-      sum_over_groups(out, g);
-      C res[kOwnSteps];
+      // The reduce-scatter leaves lane g the sums of block g of its input: handing it the blocks
+      // in own_block() order leaves it those of its own steps.
+      C sums[kChunkLen];
 #pragma unroll
-      for (int i = 0; i < kOwnSteps; ++i) {
-        const int at = j * kPad + g * kOwnSteps + i;
-        res[i] = (out[i] + s.du[at]) * s.gate[at];
+      for (int i = 0; i < kChunkLen; ++i) {
+        sums[i] = out[own_block(i / kOwnSteps) * kOwnSteps + i % kOwnSteps];
       }
-      store_items(y + row * L, t0 + g * kOwnSteps, L, valid, vec, res);
+      sum_over_groups(sums, g);
+      const int first = own_block(g) * kOwnSteps;
+      C du[kOwnSteps], gate[kOwnSteps], res[kOwnSteps];
+      load_shared(s.du + j * kPad + first, du);
+      load_shared(s.gate + j * kPad + first, gate);
+#pragma unroll
+      for (int i = 0; i < kOwnSteps; ++i) res[i] = (sums[i] + du[i]) * gate[i];
+      store_items(y + row * L, t0 + first, L, valid, vec, res);
     }
   }
   if (job.last_state && valid) {
