@@ -108,18 +108,17 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
   const int N = static_cast<int>(a.N);
   const T *u = staged_channel(staged, N, 0), *delta = staged_channel(staged, N, 1),
           *gy = staged_channel(staged, N, 2), *z = staged_channel(staged, N, 3);
-  // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ..., four rows at a time, their loads
-  // before their stores (as the forward's conversion; all eight rows at once spilled registers in
-  // the 4-blocks build).
-  constexpr int kRowsPerThread = kRows / (kThreads / kChunkLen), kAtOnce = kRowsPerThread / 2;
-  const int step = threadIdx.x % kChunkLen, j0 = threadIdx.x / kChunkLen;
+  // Four of a thread's rows at a time, their loads before their stores (as the forward's
+  // conversion; all eight rows at once spilled registers in the 4-blocks build).
+  constexpr int kAtOnce = kConvertRows / 2;
+  const int step = threadIdx.x % kChunkLen;
   const bool live_step = t0 + step < a.length;
 #pragma unroll
-  for (int k0 = 0; k0 < kRowsPerThread; k0 += kAtOnce) {
+  for (int k0 = 0; k0 < kConvertRows; k0 += kAtOnce) {
     C pre[kAtOnce], uv[kAtOnce], gv[kAtOnce], zv[kAtOnce];
 #pragma unroll
     for (int k = 0; k < kAtOnce; ++k) {
-      const int j = j0 + (k0 + k) * (kThreads / kChunkLen), i = j * kChunkLen + step;
+      const int j = convert_row(k0 + k), i = j * kChunkLen + step;
       pre[k] = to_compute(delta[i]) + s.bias[j];
       uv[k] = to_compute(u[i]);
       gv[k] = to_compute(gy[i]);
@@ -127,7 +126,7 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
     }
 #pragma unroll
     for (int k = 0; k < kAtOnce; ++k) {
-      const int j = j0 + (k0 + k) * (kThreads / kChunkLen), at = j * kPad + step;
+      const int j = convert_row(k0 + k), at = j * kPad + step;
       const bool live = live_step && j < live_rows;
       C dt = pre[k], dsp = C(1);
       if (a.softplus) softplus_and_sigmoid_fast(pre[k], dt, dsp);
@@ -316,8 +315,8 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
       }
     }
     {  // du, ddelta, dz of the chunk, finished by the lanes of each row (one warp)
-      C du[kChunkLen / kGroups], dd[kChunkLen / kGroups], dz[kChunkLen / kGroups];
-      const int first = own_block(g) * (kChunkLen / kGroups);
+      C du[kOwnSteps], dd[kOwnSteps], dz[kOwnSteps];
+      const int first = own_block(g) * kOwnSteps;
       load_shared(s.u + j * kPad + first, du);
       load_shared(s.dsp + j * kPad + first, dd);
       store_items(o.du + row * L, t0 + first, L, valid, vec, du);

@@ -228,8 +228,18 @@ __device__ inline BlockRows block_rows(int64_t channels) {
 // g ^ 1 (block_rows()); reading their blocks from a [row][kPad] array, whose rows lie 4 banks
 // apart, they hit 8 different 16-byte bank quads (block g itself would put groups 0 and 1 of rows
 // j and j + 2 on one).
+constexpr int kOwnSteps = kChunkLen / kGroups;
 __device__ __forceinline__ int own_block(int g) {
   return ((g & 1) << 1) | (g >> 1);
+}
+
+// The per-chunk conversions (forward and backward) give thread x step x % kChunkLen of the
+// kConvertRows rows convert_row(0) ..: rows x / kChunkLen, x / kChunkLen + 4, ...
+static_assert(kThreads % kChunkLen == 0, "a fixed step per thread");
+constexpr int kConvertRowsApart = kThreads / kChunkLen;
+constexpr int kConvertRows = kRows / kConvertRowsApart;
+__device__ __forceinline__ int convert_row(int k) {
+  return static_cast<int>(threadIdx.x / kChunkLen) + k * kConvertRowsApart;
 }
 
 // D and the delta bias of the block's rows into shared memory (0 past the channels or when absent).

@@ -24,8 +24,6 @@ namespace {
 
 using namespace scan_kernels;
 
-constexpr int kOwnSteps = kChunkLen / kGroups;  // outputs of a chunk each thread finishes
-
 // Shared memory of a block, in C: dt, dt u, D u, silu(z) [kRows][kPad]; B, C [kChunkLen][16];
 // D, bias [kRows]; then the staged chunk in T.
 constexpr int64_t shared_values() {
@@ -43,28 +41,25 @@ struct StepArrays {
 template <typename T, typename C>
 __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_rows, int64_t t0,
                               const StepArrays<C>& s) {
-  static_assert(kThreads % kChunkLen == 0, "a fixed step per thread");
   const int N = static_cast<int>(a.N);
   const T *u = staged_channel(staged, N, 0), *delta = staged_channel(staged, N, 1),
           *z = staged_channel(staged, N, 2);
-  // Thread x converts step x % 32 of rows x / 32, x / 32 + 4, ... It loads all of its values
-  // before storing any: a load issued after a store to shared memory waits for it, as the compiler
-  // cannot tell the staged chunk and the arrays apart.
-  constexpr int kRowsPerThread = kRows / (kThreads / kChunkLen);
-  const int step = threadIdx.x % kChunkLen, j0 = threadIdx.x / kChunkLen;
+  // A thread loads all of its values before storing any: a load issued after a store to shared
+  // memory waits for it, as the compiler cannot tell the staged chunk and the arrays apart.
+  const int step = threadIdx.x % kChunkLen;
   const bool live_step = t0 + step < a.length;
-  C uv[kRowsPerThread], pre[kRowsPerThread], zv[kRowsPerThread], D[kRowsPerThread];
+  C uv[kConvertRows], pre[kConvertRows], zv[kConvertRows], D[kConvertRows];
 #pragma unroll
-  for (int k = 0; k < kRowsPerThread; ++k) {
-    const int j = j0 + k * (kThreads / kChunkLen), i = j * kChunkLen + step;
+  for (int k = 0; k < kConvertRows; ++k) {
+    const int j = convert_row(k), i = j * kChunkLen + step;
     uv[k] = to_compute(u[i]);
     pre[k] = to_compute(delta[i]) + s.bias[j];
     zv[k] = a.z ? to_compute(z[i]) : C(0);
     D[k] = s.D[j];
   }
 #pragma unroll
-  for (int k = 0; k < kRowsPerThread; ++k) {
-    const int j = j0 + k * (kThreads / kChunkLen), at = j * kPad + step;
+  for (int k = 0; k < kConvertRows; ++k) {
+    const int j = convert_row(k), at = j * kPad + step;
     const C dt = live_step && j < live_rows ? (a.softplus ? softplus_fast(pre[k]) : pre[k]) : C(0);
     s.dt[at] = dt;  // 0 past the sequence or the channels: an identity step
     s.dtu[at] = dt * uv[k];
