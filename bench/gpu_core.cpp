@@ -145,9 +145,18 @@ void bandwidth_table() {
     cuda::softmax_backward(Tensor::empty(x.shape(), x.dtype(), kCuda), gx, y, false);
   };
 
+  // The layouts around the selective scan: [B, T, D] <-> [B, D, T] (16 x 2048 x 2048).
+  const Tensor cube16 = a16.reshape({16, 2048, 2048}), other16 = b16.reshape({16, 2048, 2048});
+  const Tensor cube = a.reshape({16, 2048, 2048});
   std::vector<BandwidthRow> rows = {
       {"add f32", "[64Mi] + [64Mi]", 3 * f32_bytes, [&] { add(a, b); }},
       {"add bf16", "[64Mi] + [64Mi]", 3 * bf16_bytes, [&] { add(a16, b16); }},
+      {"transpose f32", "[16, 2Ki, 2Ki] (1, 2)", 2 * f32_bytes,
+       [&] { cube.transpose(1, 2).contiguous(); }},
+      {"transpose bf16", "[16, 2Ki, 2Ki] (1, 2)", 2 * bf16_bytes,
+       [&] { cube16.transpose(1, 2).contiguous(); }},
+      {"add bf16 transposed", "[16, 2Ki, 2Ki]^T + ..", 3 * bf16_bytes,
+       [&] { add(cube16.transpose(1, 2), other16); }},
       {"silu f32", "[64Mi]", 2 * f32_bytes, [&] { silu(a); }},
       {"silu bf16", "[64Mi]", 2 * bf16_bytes, [&] { silu(a16); }},
       {"sum f32 (all)", "[64Mi]", f32_bytes, [&] { sum(a); }},

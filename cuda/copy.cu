@@ -41,8 +41,9 @@ __global__ void convert_strided(To* dst, StridedIndexer dst_index, const From* s
   }
 }
 
-// A transposing copy: dst is contiguous and src's stride-1 dimension p is not its last one (the
-// [B, T, D] <-> [B, D, T] copies around the selective scan). Element by element, either the reads
+// A transposing copy: dst has stride 1 along its last dimension and src's stride-1 dimension p is
+// not its last one (the [B, T, D] <-> [B, D, T] copies around the selective scan, also into a
+// slice of a wider tensor: split's and narrow's backward). Element by element, either the reads
 // or the writes would be 32 elements apart; instead a block moves 32 x 32 tiles over (p, last)
 // through shared memory: it reads a tile along p (coalesced in src) and writes it along the last
 // dimension (coalesced in dst). The other dimensions ("outer") index whole tiles.
@@ -80,11 +81,11 @@ __global__ void convert_transposed(To* dst, const From* src, TransposePlan plan)
   }
 }
 
-// The plan for copying src into the contiguous dst by tiles, when src's stride-1 dimension (of
-// size > 1) is not its last; nullopt otherwise.
+// The plan for copying src into dst by tiles, when dst has stride 1 along its last dimension and
+// src's stride-1 dimension (of size > 1) is another; nullopt otherwise.
 std::optional<TransposePlan> transpose_plan(const Tensor& dst, const Tensor& src) {
   const int64_t last = src.dim() - 1;
-  if (!dst.is_contiguous() || last < 1 || src.strides()[last] == 1 || src.size(last) < 2) {
+  if (last < 1 || dst.strides()[last] != 1 || src.strides()[last] == 1 || src.size(last) < 2) {
     return std::nullopt;
   }
   int64_t p = -1;

@@ -3,8 +3,11 @@
 // evaluated in the compute type (float for bf16 and f32, double for f64).
 //
 // Dense operands go through map_dense: a grid-stride loop that moves 16 bytes per load and store
-// when every pointer is 16-byte aligned. Broadcast or strided binary operands go through
-// binary_strided, which locates each element with a StridedIndexer.
+// when every pointer is 16-byte aligned. A binary operand of the output's shape in another layout
+// (a transposed view) is first copied into the output's layout (copy_strided's tiled path); a
+// vector broadcast along the leading dimensions (a bias, a per-channel scale) goes through
+// map_row_broadcast; other broadcasts through binary_strided, which locates each element of the
+// broadcast operand with a StridedIndexer.
 #include "cuda/backend.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kernels.hpp"
@@ -84,15 +87,58 @@ struct BinaryForward {
   __device__ C operator()(C a, C b) const { return math::binary_forward<kOp, C>(a, b); }
 };
 
-// out (dense) = a (op) b, a and b read through their broadcast strides.
+// out (dense) = a (op) b, a and b read through their broadcast strides; an operand flagged
+// dense is read at the output's index (the indexer's 64-bit divisions cost more than the load).
 template <typename T, typename Fn>
-__global__ void binary_strided(T* out, const T* a, StridedIndexer a_index, const T* b,
-                               StridedIndexer b_index, int64_t n, Fn fn) {
+__global__ void binary_strided(T* out, const T* a, StridedIndexer a_index, bool a_dense, const T* b,
+                               StridedIndexer b_index, bool b_dense, int64_t n, Fn fn) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    out[i] =
-        from_compute<T>(fn(to_compute(a[a_index.offset(i)]), to_compute(b[b_index.offset(i)])));
+    const T va = a[a_dense ? i : a_index.offset(i)], vb = b[b_dense ? i : b_index.offset(i)];
+    out[i] = from_compute<T>(fn(to_compute(va), to_compute(vb)));
   }
+}
+
+// out = full (op) row[i % inner] (or row (op) full when row_first): `row` is a dense vector of
+// `inner` elements repeated along the leading dimensions of the dense `full`, kVec elements at a
+// time (inner a multiple of kVec when kVec > 1).
+template <int kVec, typename T, typename Fn>
+__global__ void map_row_broadcast(T* out, const T* full, const T* row, int64_t inner,
+                                  bool row_first, int64_t n, Fn fn) {
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; p < n / kVec; p += stride) {
+    const Pack<T, kVec> f = reinterpret_cast<const Pack<T, kVec>*>(full)[p];
+    const Pack<T, kVec> r = *reinterpret_cast<const Pack<T, kVec>*>(row + (p * kVec) % inner);
+    Pack<T, kVec> result;
+    for (int j = 0; j < kVec; ++j) {
+      const auto x = to_compute(f.v[j]), y = to_compute(r.v[j]);
+      result.v[j] = from_compute<T>(row_first ? fn(y, x) : fn(x, y));
+    }
+    reinterpret_cast<Pack<T, kVec>*>(out)[p] = result;
+  }
+}
+
+template <int kVec, typename T, typename Fn>
+void launch_row_broadcast(T* out, const T* full, const T* row, int64_t inner, bool row_first,
+                          int64_t n, Fn fn) {
+  const LaunchConfig launch = elementwise_launch(n / kVec);
+  map_row_broadcast<kVec><<<launch.blocks, launch.threads, 0, current_stream()>>>(
+      out, full, row, inner, row_first, n, fn);
+  DSSM_CUDA_CHECK_LAUNCH("binary");
+}
+
+// Whether t, read as `shape`, is a dense vector repeated along leading dimensions: its broadcast
+// strides are 0 up to some dimension and those of a contiguous tensor after it. Returns the
+// vector's length, or 0.
+int64_t row_broadcast_length(const Tensor& t, const Shape& shape) {
+  if (!t.is_contiguous() || t.numel() == 0) return 0;
+  const size_t lead = shape.size() - t.shape().size();
+  size_t first = 0;  // the first dimension t does not broadcast along
+  while (first < t.shape().size() && t.shape()[first] == 1 && shape[lead + first] != 1) ++first;
+  for (size_t d = first; d < t.shape().size(); ++d) {
+    if (t.shape()[d] != shape[lead + d]) return 0;
+  }
+  return t.numel();
 }
 
 void check_dense(const char* op, const Tensor& t) {
@@ -133,28 +179,49 @@ void unary_backward(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out, c
   });
 }
 
-void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+void binary(BinaryOp op, const Tensor& out, const Tensor& a_in, const Tensor& b_in) {
   check_dense("binary", out);
   require_device(out.device().index);
   const int64_t n = out.numel();
   if (n == 0) return;
-  const bool dense = a.shape() == out.shape() && b.shape() == out.shape() && a.is_contiguous() &&
-                     b.is_contiguous();
+  // An operand of the output's shape in another layout is copied into the output's: the copy's
+  // tiled path reads and writes coalesced, where reading it at the output's order would touch
+  // one element per 32-byte sector (the [B, T, D] and [B, D, T] views around the selective scan:
+  // docs/benchmarks.md, "Training step").
+  auto in_out_layout = [&](const Tensor& t) {
+    return t.shape() == out.shape() ? t.contiguous() : t;
+  };
+  const Tensor a = in_out_layout(a_in), b = in_out_layout(b_in);
+  const bool a_dense = a.shape() == out.shape(), b_dense = b.shape() == out.shape();
+  const int64_t a_row = b_dense ? row_broadcast_length(a, out.shape()) : 0;
+  const int64_t b_row = a_dense ? row_broadcast_length(b, out.shape()) : 0;
   dispatch_floating(out.dtype(), "binary", [&]<typename T>() {
     using C = compute_t<T>;
+    using D = device_t<T>;
     dispatch_binary(op, [&]<BinaryOp kOp>() {
-      if (dense) {
-        launch_map<device_t<T>, 2>("binary", device_data<T>(out),
-                                   {{device_data<T>(a), device_data<T>(b)}}, n,
-                                   BinaryForward<kOp, C>{});
+      if (a_dense && b_dense) {
+        launch_map<D, 2>("binary", device_data<T>(out), {{device_data<T>(a), device_data<T>(b)}}, n,
+                         BinaryForward<kOp, C>{});
+        return;
+      }
+      if (a_row > 0 || b_row > 0) {
+        const Tensor &full = a_row > 0 ? b : a, &row = a_row > 0 ? a : b;
+        const int64_t inner = a_row > 0 ? a_row : b_row;
+        constexpr int kVec = 16 / sizeof(T);
+        const bool vectorise = inner % kVec == 0 && aligned16(out.raw_data()) &&
+                               aligned16(full.raw_data()) && aligned16(row.raw_data());
+        const auto launch = vectorise ? launch_row_broadcast<kVec, D, BinaryForward<kOp, C>>
+                                      : launch_row_broadcast<1, D, BinaryForward<kOp, C>>;
+        launch(device_data<T>(out), device_data<T>(full), device_data<T>(row), inner, a_row > 0, n,
+               BinaryForward<kOp, C>{});
         return;
       }
       const StridedIndexer a_index = make_broadcast_indexer(a, out.shape());
       const StridedIndexer b_index = make_broadcast_indexer(b, out.shape());
       const LaunchConfig launch = elementwise_launch(n);
       binary_strided<<<launch.blocks, launch.threads, 0, current_stream()>>>(
-          device_data<T>(out), device_data<T>(a), a_index, device_data<T>(b), b_index, n,
-          BinaryForward<kOp, C>{});
+          device_data<T>(out), device_data<T>(a), a_index, a_dense, device_data<T>(b), b_index,
+          b_dense, n, BinaryForward<kOp, C>{});
       DSSM_CUDA_CHECK_LAUNCH("binary");
     });
   });

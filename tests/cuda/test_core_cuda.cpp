@@ -154,7 +154,7 @@ TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
   // multiples of its 32 x 32 tiles, with dimensions before, between and after, a slice and a
   // broadcast; views that keep the last dimension (the row copy): a slice, a permute, a
   // broadcast, rows shorter than the row copy takes; each made contiguous and converted to every
-  // dtype. Then concat, which copies into slices of its output.
+  // dtype. Then concat, which copies into slices of its output, also from transposed views.
   Generator gen(3);
   const Tensor cube = Tensor::randn({2, 50, 70}, gen, DType::f64) * 300.0;
   const Tensor four = Tensor::randn({2, 5, 33, 40}, gen, DType::f64) * 300.0;
@@ -206,6 +206,12 @@ TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
         concat({cube.narrow(2, 3, 20), cube}, 2).to_vector<double>());
   CHECK(concat({device, device.narrow(1, 1, 7)}, 1).to_vector<double>() ==
         concat({cube, cube.narrow(1, 1, 7)}, 1).to_vector<double>());
+  // Transposed views into slices of the output (the tiled copy into a destination that is not
+  // contiguous: split's backward in the Mamba mixer).
+  CHECK(
+      concat({device.transpose(1, 2), device.narrow(1, 0, 9).transpose(1, 2)}, 2)
+          .to_vector<double>() ==
+      concat({cube.transpose(1, 2), cube.narrow(1, 0, 9).transpose(1, 2)}, 2).to_vector<double>());
 }
 
 TEST_CASE("the same seed draws the same numbers on the CPU and on CUDA", "[cuda]") {
@@ -278,6 +284,36 @@ TEST_CASE("binary ops with broadcasting and their gradients match the CPU", "[cu
       };
       check_against_cpu(name + " transposed", {normal(gen, {65, 40}, dtype), positive({40, 65})},
                         transposed, tolerance_for(dtype), gen);
+      // The layouts around the selective scan: a [B, D, T] view of a [B, T, D] tensor against a
+      // dense one, both operands transposed, and a transposed operand against a per-channel
+      // vector.
+      const OpFn mixed = [op](const std::vector<Tensor>& in) {
+        return binary(op, in[0].transpose(1, 2), in[1]);
+      };
+      check_against_cpu(name + " [B, T, D] view against [B, D, T]",
+                        {normal(gen, {3, 70, 40}, dtype), positive({3, 40, 70})}, mixed,
+                        tolerance_for(dtype), gen);
+      const OpFn both = [op](const std::vector<Tensor>& in) {
+        return binary(op, in[0].transpose(1, 2), in[1].transpose(1, 2));
+      };
+      check_against_cpu(name + " both transposed",
+                        {normal(gen, {3, 70, 40}, dtype), positive({3, 70, 40})}, both,
+                        tolerance_for(dtype), gen);
+      check_against_cpu(
+          name + " transposed against a vector", {normal(gen, {2, 64, 33}, dtype), positive({64})},
+          [op](const std::vector<Tensor>& in) { return binary(op, in[0].transpose(1, 2), in[1]); },
+          tolerance_for(dtype), gen);
+      // A vector repeated along leading dims, as either operand: a length that fills 16-byte
+      // vectors and one that does not.
+      check_against_cpu(name + " vector broadcast",
+                        {normal(gen, {5, 9, 64}, dtype), positive({1, 9, 64})}, fn,
+                        tolerance_for(dtype), gen);
+      check_against_cpu(name + " vector broadcast first",
+                        {normal(gen, {64}, dtype), positive({5, 9, 64})}, fn, tolerance_for(dtype),
+                        gen);
+      check_against_cpu(name + " odd vector broadcast",
+                        {normal(gen, {5, 3, 7}, dtype), positive({7})}, fn, tolerance_for(dtype),
+                        gen);
     }
   }
 }
