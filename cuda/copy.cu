@@ -44,16 +44,20 @@ __global__ void convert_strided(To* dst, StridedIndexer dst_index, const From* s
 // A transposing copy: dst has stride 1 along its last dimension and src's stride-1 dimension p is
 // not its last one (the [B, T, D] <-> [B, D, T] copies around the selective scan, also into a
 // slice of a wider tensor: split's and narrow's backward). Element by element, either the reads
-// or the writes would be 32 elements apart; instead a block moves 32 x 32 tiles over (p, last)
-// through shared memory: it reads a tile along p (coalesced in src) and writes it along the last
-// dimension (coalesced in dst). The other dimensions ("outer") index whole tiles.
+// or the writes would be far apart; instead a block moves kTileSide x kTileSide tiles over
+// (p, last) through shared memory: it reads a tile along p (coalesced in src) and writes it along
+// the last dimension (coalesced in dst). The other dimensions ("outer") index whole tiles. A
+// thread loads all of its values of a tile before it stores any (so that its loads are in flight
+// together).
 struct TransposePlan {
   int64_t P, Q;                         // sizes of dimension p and of the last dimension
   int64_t src_q, dst_p;                 // src's stride along the last dimension, dst's along p
   int64_t tiles_p, tiles_q, tiles;      // tiles along p, along the last dimension, in all
   StridedIndexer src_outer, dst_outer;  // offsets of an outer index (p and last at size 1)
 };
-constexpr int kTileSide = 32, kTileRows = 8;  // a block of 32 x 8 threads, 4 rows of a tile each
+// A block of 32 x 8 threads: thread (x, y) moves columns x, x + 32, ... of rows y, y + 8, ...
+constexpr int kTileSide = 32, kTileRows = 8;
+constexpr int kTileColsPerThread = kTileSide / 32, kTileRowsPerThread = kTileSide / kTileRows;
 
 template <typename To, typename From>
 __global__ void convert_transposed(To* dst, const From* src, TransposePlan plan) {
@@ -66,15 +70,30 @@ __global__ void convert_transposed(To* dst, const From* src, TransposePlan plan)
     const int64_t outer = block / plan.tiles_q / plan.tiles_p;
     const From* from = src + plan.src_outer.offset(outer);
     To* to = dst + plan.dst_outer.offset(outer);
-    for (int j = y; j < kTileSide; j += kTileRows) {
-      if (p0 + x < plan.P && q0 + j < plan.Q) {
-        tile[j][x] = convert<Wide>(convert<To>(from[p0 + x + (q0 + j) * plan.src_q]));
+    Wide v[kTileRowsPerThread][kTileColsPerThread];
+#pragma unroll
+    for (int r = 0; r < kTileRowsPerThread; ++r) {
+#pragma unroll
+      for (int c = 0; c < kTileColsPerThread; ++c) {
+        const int64_t p = p0 + x + c * 32, q = q0 + y + r * kTileRows;
+        v[r][c] = p < plan.P && q < plan.Q ? convert<Wide>(convert<To>(from[p + q * plan.src_q]))
+                                           : Wide(0);
       }
     }
+#pragma unroll
+    for (int r = 0; r < kTileRowsPerThread; ++r) {
+#pragma unroll
+      for (int c = 0; c < kTileColsPerThread; ++c) tile[y + r * kTileRows][x + c * 32] = v[r][c];
+    }
     __syncthreads();
-    for (int j = y; j < kTileSide; j += kTileRows) {
-      if (p0 + j < plan.P && q0 + x < plan.Q) {
-        to[(p0 + j) * plan.dst_p + q0 + x] = convert<To>(tile[x][j]);
+#pragma unroll
+    for (int r = 0; r < kTileRowsPerThread; ++r) {
+#pragma unroll
+      for (int c = 0; c < kTileColsPerThread; ++c) {
+        const int64_t p = p0 + y + r * kTileRows, q = q0 + x + c * 32;
+        if (p < plan.P && q < plan.Q) {
+          to[p * plan.dst_p + q] = convert<To>(tile[x + c * 32][y + r * kTileRows]);
+        }
       }
     }
     __syncthreads();
@@ -164,7 +183,7 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     dispatch_all(src.dtype(), [&]<typename From>() {
       if (transposed) {
         const auto blocks = static_cast<unsigned>(std::min<int64_t>(transposed->tiles, 1 << 20));
-        convert_transposed<<<blocks, dim3(kTileSide, kTileRows), 0, current_stream()>>>(
+        convert_transposed<<<blocks, dim3(32, kTileRows), 0, current_stream()>>>(
             device_data<To>(dst), device_data<From>(src), *transposed);
       } else if (by_rows) {
         const auto blocks = static_cast<unsigned>(
