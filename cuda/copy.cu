@@ -100,9 +100,9 @@ __global__ void convert_transposed(To* dst, const From* src, TransposePlan plan)
   }
 }
 
-// The plan for copying src into dst by tiles, when dst has stride 1 along its last dimension and
-// src's stride-1 dimension (of size > 1) is another; nullopt otherwise.
-std::optional<TransposePlan> transpose_plan(const Tensor& dst, const Tensor& src) {
+// The plan for copying src into dst by tiles of tile_side x tile_side, when dst has stride 1 along
+// its last dimension and src's stride-1 dimension (of size > 1) is another; nullopt otherwise.
+std::optional<TransposePlan> transpose_plan(const Tensor& dst, const Tensor& src, int tile_side) {
   const int64_t last = src.dim() - 1;
   if (last < 1 || dst.strides()[last] != 1 || src.strides()[last] == 1 || src.size(last) < 2) {
     return std::nullopt;
@@ -120,12 +120,73 @@ std::optional<TransposePlan> transpose_plan(const Tensor& dst, const Tensor& src
   plan.Q = src.size(last);
   plan.src_q = src.strides()[last];
   plan.dst_p = dst.strides()[p];
-  plan.tiles_p = (plan.P + kTileSide - 1) / kTileSide;
-  plan.tiles_q = (plan.Q + kTileSide - 1) / kTileSide;
+  plan.tiles_p = (plan.P + tile_side - 1) / tile_side;
+  plan.tiles_q = (plan.Q + tile_side - 1) / tile_side;
   plan.tiles = plan.tiles_p * plan.tiles_q * (src.numel() / (plan.P * plan.Q));
   plan.src_outer = make_indexer(outer, src.strides());
   plan.dst_outer = make_indexer(outer, dst.strides());
   return plan;
+}
+
+// The transposing copy of 2-byte values (bf16) without a conversion, two at a time: a thread reads
+// two neighbours along p as one 4-byte word and writes two neighbours along the last dimension as
+// one, through tiles of 64 x 64, so that each warp access covers 128 bytes (2-byte accesses
+// covered 64: bf16 moved at 0.39 of a plain copy's rate, docs/benchmarks.md).
+constexpr int kPairTileSide = 64;
+
+template <typename T>
+__global__ void transpose_pairs(T* dst, const T* src, TransposePlan plan) {
+  static_assert(sizeof(T) == 2, "two values per 4-byte word");
+  constexpr int kRowsPerThread = kPairTileSide / kTileRows;
+  __shared__ uint32_t tile[kPairTileSide][kPairTileSide / 2 + 1];  // [along last][pairs along p]
+  const int x = static_cast<int>(threadIdx.x), y = static_cast<int>(threadIdx.y);
+  for (int64_t block = blockIdx.x; block < plan.tiles; block += gridDim.x) {
+    const int64_t q0 = block % plan.tiles_q * kPairTileSide;
+    const int64_t p0 = block / plan.tiles_q % plan.tiles_p * kPairTileSide;
+    const int64_t outer = block / plan.tiles_q / plan.tiles_p;
+    const T* from = src + plan.src_outer.offset(outer);
+    T* to = dst + plan.dst_outer.offset(outer);
+    uint32_t v[kRowsPerThread];  // values p0 + 2x, p0 + 2x + 1 of rows q0 + y, q0 + y + 8, ...
+#pragma unroll
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      const int64_t p = p0 + 2 * x, q = q0 + y + r * kTileRows;
+      v[r] = p < plan.P && q < plan.Q
+                 ? *reinterpret_cast<const uint32_t*>(from + p + q * plan.src_q)
+                 : 0u;
+    }
+#pragma unroll
+    for (int r = 0; r < kRowsPerThread; ++r) tile[y + r * kTileRows][x] = v[r];
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kRowsPerThread; ++r) {
+      const int i = y + r * kTileRows;  // row p0 + i of dst, values q0 + 2x and q0 + 2x + 1
+      const int64_t p = p0 + i, q = q0 + 2 * x;
+      const int shift = 16 * (i & 1);  // the lower address holds the even p
+      const uint32_t lo = tile[2 * x][i / 2] >> shift & 0xffffu;
+      const uint32_t hi = tile[2 * x + 1][i / 2] >> shift & 0xffffu;
+      if (p < plan.P && q < plan.Q) {
+        *reinterpret_cast<uint32_t*>(to + p * plan.dst_p + q) = lo | hi << 16;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// Whether transpose_pairs can copy src into dst: one 2-byte dtype, and every pair it moves is
+// whole and 4-byte aligned: even sizes along p and the last dimension, 4-byte aligned data, and
+// even strides along every other dimension of size > 1 (the stride-1 one of each tensor aside).
+bool pairs_fit(const Tensor& dst, const Tensor& src, const TransposePlan& plan) {
+  if (dst.dtype() != src.dtype() || dtype_size(src.dtype()) != 2 || plan.P % 2 || plan.Q % 2) {
+    return false;
+  }
+  auto aligned_pairs = [](const Tensor& t) {
+    int odd = 0;  // dimensions of size > 1 with an odd stride: only the stride-1 one may be
+    for (int64_t d = 0; d < t.dim(); ++d) {
+      if (t.size(d) > 1 && t.strides()[d] % 2 != 0) odd += t.strides()[d] == 1 ? 1 : 2;
+    }
+    return odd <= 1 && reinterpret_cast<uintptr_t>(t.raw_data()) % 4 == 0;
+  };
+  return aligned_pairs(dst) && aligned_pairs(src);
 }
 
 // Rows in both: src and dst have stride 1 along the last dimension (slices, concat's and split's
@@ -177,7 +238,16 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
                                     cudaMemcpyDeviceToDevice, current_stream()));
     return;
   }
-  const std::optional<TransposePlan> transposed = dense ? std::nullopt : transpose_plan(dst, src);
+  const std::optional<TransposePlan> transposed =
+      dense ? std::nullopt : transpose_plan(dst, src, kTileSide);
+  if (transposed && pairs_fit(dst, src, *transposed)) {
+    const TransposePlan plan = *transpose_plan(dst, src, kPairTileSide);
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>(plan.tiles, 1 << 20));
+    transpose_pairs<<<blocks, dim3(32, kTileRows), 0, current_stream()>>>(
+        static_cast<uint16_t*>(dst.raw_data()), static_cast<const uint16_t*>(src.raw_data()), plan);
+    DSSM_CUDA_CHECK_LAUNCH("copy_strided");
+    return;
+  }
   const std::optional<RowsPlan> by_rows = dense || transposed ? std::nullopt : rows_plan(dst, src);
   dispatch_all(dst.dtype(), [&]<typename To>() {
     dispatch_all(src.dtype(), [&]<typename From>() {

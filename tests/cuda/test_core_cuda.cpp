@@ -150,11 +150,12 @@ TEST_CASE("dtype conversion and fill on the device match the CPU exactly", "[cud
 }
 
 TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
-  // Views whose stride-1 dimension is not the last (the tiled copy), at sizes that are not
-  // multiples of its 32 x 32 tiles, with dimensions before, between and after, a slice and a
-  // broadcast; views that keep the last dimension (the row copy): a slice, a permute, a
-  // broadcast, rows shorter than the row copy takes; each made contiguous and converted to every
-  // dtype. Then concat, which copies into slices of its output, also from transposed views.
+  // Views whose stride-1 dimension is not the last (the tiled copies; bf16 of even sizes and
+  // strides moves two values at a time), at sizes that are not multiples of their tiles, with
+  // dimensions before, between and after, a slice and a broadcast; views that keep the last
+  // dimension (the row copy): a slice, a permute, a broadcast, rows shorter than the row copy
+  // takes; each made contiguous and converted to every dtype. Then concat, which copies into slices
+  // of its output, also from transposed views.
   Generator gen(3);
   const Tensor cube = Tensor::randn({2, 50, 70}, gen, DType::f64) * 300.0;
   const Tensor four = Tensor::randn({2, 5, 33, 40}, gen, DType::f64) * 300.0;
@@ -168,6 +169,8 @@ TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
       {"transpose(1, 2)", cube, [](const Tensor& t) { return t.transpose(1, 2); }},
       {"slice, transpose", cube,
        [](const Tensor& t) { return t.narrow(2, 35, 35).transpose(1, 2); }},
+      {"even slice, transpose", cube,
+       [](const Tensor& t) { return t.narrow(2, 6, 40).transpose(1, 2); }},
       {"permute(0, 2, 3, 1)", four,
        [](const Tensor& t) {
          return t.permute({0, 2, 3, 1});
@@ -207,11 +210,17 @@ TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
   CHECK(concat({device, device.narrow(1, 1, 7)}, 1).to_vector<double>() ==
         concat({cube, cube.narrow(1, 1, 7)}, 1).to_vector<double>());
   // Transposed views into slices of the output (the tiled copy into a destination that is not
-  // contiguous: split's backward in the Mamba mixer).
-  CHECK(
-      concat({device.transpose(1, 2), device.narrow(1, 0, 9).transpose(1, 2)}, 2)
-          .to_vector<double>() ==
-      concat({cube.transpose(1, 2), cube.narrow(1, 0, 9).transpose(1, 2)}, 2).to_vector<double>());
+  // contiguous: split's backward in the Mamba mixer), of odd and of even sizes.
+  for (DType dtype : {DType::f64, DType::bf16}) {
+    const Tensor host = cube.to(dtype), on_device = host.to(kCuda);
+    for (int64_t rows : {9, 10}) {
+      INFO(dtype_name(dtype) << ", rows " << rows);
+      CHECK(concat({on_device.transpose(1, 2), on_device.narrow(1, 0, rows).transpose(1, 2)}, 2)
+                .to_vector<double>() ==
+            concat({host.transpose(1, 2), host.narrow(1, 0, rows).transpose(1, 2)}, 2)
+                .to_vector<double>());
+    }
+  }
 }
 
 TEST_CASE("the same seed draws the same numbers on the CPU and on CUDA", "[cuda]") {
