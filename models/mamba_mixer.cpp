@@ -93,6 +93,15 @@ MambaMixer::Projected MambaMixer::project(const Tensor& x) const {
   return {delta, parts[1], parts[2]};
 }
 
+// project's products with the weights on the left, W x, so that they come out [batch, rows,
+// length] without a transposing copy (and so do their gradients, see ops/matmul.cpp).
+MambaMixer::Projected MambaMixer::project_channels(const Tensor& x) const {
+  const int64_t R = config_.dt_rank, N = config_.d_state;
+  const std::vector<Tensor> parts = split(matmul(x_proj_->weight(), x), {R, N, N}, 1);
+  const Tensor delta = matmul(dt_proj_->weight(), parts[0]);
+  return {delta, parts[1].contiguous(), parts[2].contiguous()};
+}
+
 Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& previous,
                            DenseSource& source, MixerState* final_state) const {
   DSSM_CHECK(static_cast<int64_t>(previous.size()) == dense_inputs(), "MambaMixer",
@@ -101,34 +110,39 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
   const int64_t di = config_.d_inner();
   const bool fuse = dense_inputs() > 0;
   const bool paper = config_.dense_variant == "paper";
-  const std::vector<Tensor> xz = split(in_proj_->forward(u_in), {di, di}, -1);  // [B, T, di]
-  const Tensor& z = xz[1];
-  Tensor x = conv1d_->forward(xz[0].transpose(1, 2), true).transpose(1, 2);
-  if (final_state) final_state->conv = conv_state_after(final_state->conv, xz[0].transpose(1, 2));
-  source.x = x;
+  // The mixer runs channel-major: x, z, delta, B, C and y are [B, channels, T] rows, the
+  // layout of the convolution and the scan. in_proj's halves and x_proj, dt_proj multiply from
+  // the left (W u^T) and out_proj reads y^T as a transposed view, so neither the forward nor the
+  // backward copies a [B, T, .] tensor into [B, ., T] or back.
+  const Tensor u_t = u_in.transpose(1, 2);  // [B, d, T], a view
+  const Tensor& W_in = in_proj_->weight();  // [2 di, d]: x's rows, then z's
+  const Tensor x_in = matmul(W_in.narrow(0, 0, di), u_t);
+  const Tensor z = matmul(W_in.narrow(0, di, di), u_t);
+  Tensor x = conv1d_->forward(x_in, true);
+  if (final_state) final_state->conv = conv_state_after(final_state->conv, x_in);
+  source.x = x.transpose(1, 2);
   if (fuse && !paper) {  // variant "input": x^l + sum_i phi_i(x^{l-i})
     std::vector<Tensor> shallower;
     for (const DenseSource& s : previous) shallower.push_back(s.x);
-    x = dense_->forward(x, u_in, shallower);
+    x = dense_->forward(source.x, u_in, shallower).transpose(1, 2).contiguous();
   }
 
-  // The scan runs over [batch, channels, length] rows: the [B, T, .] tensors transposed and made
-  // contiguous once here (u, the conv's output, already is), so that this layer's scan, its
-  // read-out by C and the deeper layers' read-outs of this source share one copy each instead of
-  // making (and keeping for their backward) their own.
-  const Projected p = project(x);
-  const Tensor C = p.C.transpose(1, 2).contiguous();
-  source.scan = {.u = x.transpose(1, 2).contiguous(),
-                 .delta = p.delta.transpose(1, 2).contiguous(),
+  // These [B, rows, T] tensors serve this layer's scan, its read-out by C and the deeper layers'
+  // read-outs of this source alike, which keep them for their backward without copies.
+  const Projected p = project_channels(x);
+  const Tensor& C = p.C;
+  source.scan = {.u = x,
+                 .delta = p.delta,
                  .A = A(),
-                 .B = p.B.transpose(1, 2).contiguous(),
+                 .B = p.B,
                  .delta_bias = dt_proj_->bias(),
                  .delta_softplus = true};
   const ScanSource& s = source.scan;
   // "paper": y = C (h + sum_i phi_i(h^{l-i})) + D x, the phi-fusion of the read-outs, then + D x.
   auto fused = [&](const Tensor& own, std::vector<Tensor> readouts) {
     for (Tensor& r : readouts) r = r.transpose(1, 2);
-    return (dense_->forward(own, u_in, readouts) + x * D_) * silu(z);
+    return (dense_->forward(own, u_in, readouts) + x.transpose(1, 2) * D_) *
+           silu(z.transpose(1, 2));
   };
   auto shallower = [&] {
     std::vector<ScanSource> scans;
@@ -151,7 +165,7 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                 .B = s.B,
                 .C = C,
                 .D = D_,
-                .z = z.transpose(1, 2),
+                .z = z,
                 .delta_bias = s.delta_bias,
                 .delta_softplus = true};
   if (fuse && paper) in.D = Tensor(), in.z = Tensor();  // the read-out C h alone

@@ -71,11 +71,15 @@ class MambaMixer : public nn::Module {
   Tensor A() const;  // -exp(A_log), [di, N]
 
  private:
-  // The SSM's inputs computed from x [batch, length, di] or [batch, di] (the last dim is di).
+  // The SSM's inputs, delta before its bias and B, C, computed from its input x.
   struct Projected {
-    Tensor delta, B, C;  // delta before its bias: [..., di]; B, C [..., N]
+    Tensor delta, B, C;
   };
+  // x [batch, di] (one token): delta [batch, di]; B, C [batch, N].
   Projected project(const Tensor& x) const;
+  // x [batch, di, length] (the forward's channel-major layout): delta [batch, di, length]; B, C
+  // [batch, N, length], contiguous, as the scan reads them.
+  Projected project_channels(const Tensor& x) const;
 
   MambaConfig config_;
   std::shared_ptr<nn::Linear> in_proj_;

@@ -1,6 +1,6 @@
 // Matrix products. matmul follows torch.matmul for the cases the models use:
-//   [M, K] @ [K, N], [..., M, K] @ [K, N] (a weight shared over the batch), and
-//   [..., M, K] @ [..., K, N] with equal batch dims.
+//   [M, K] @ [K, N], [..., M, K] @ [K, N] and [M, K] @ [..., K, N] (a weight shared over the
+//   batch), and [..., M, K] @ [..., K, N] with equal batch dims.
 // Transposed operands (x.transpose(-1, -2)) are passed to the GEMM as such, without a copy.
 #pragma once
 

@@ -263,7 +263,9 @@ TEST_CASE("DenseMamba with m = 0 or zero gates is Mamba with the same weights", 
         p.tensor.fill_(0.0), ++zeroed;
     }
     CHECK(zeroed == 3);  // layers 1, 2, 3
-    CHECK(gated->forward(ids).to_vector<double>() == expected);
+    // Equal up to rounding: the fused "paper" output reaches out_proj in another layout than
+    // the scan's, so its GEMM sums in another order.
+    CHECK(max_abs_diff(gated->forward(ids).to_vector<double>(), expected) < 1e-13);
     CHECK(stepwise_logits(*gated, ids) == stepwise_logits(*mamba, ids));
   }
 }
