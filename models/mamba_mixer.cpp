@@ -120,11 +120,12 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
   const Tensor z = matmul(W_in.narrow(0, di, di), u_t);
   Tensor x = conv1d_->forward(x_in, true);
   if (final_state) final_state->conv = conv_state_after(final_state->conv, x_in);
-  source.x = x.transpose(1, 2);
+  source.x = x;
+  constexpr auto kChannels = nn::DenseHiddenConnection::FeatureDim::channels;
   if (fuse && !paper) {  // variant "input": x^l + sum_i phi_i(x^{l-i})
     std::vector<Tensor> shallower;
     for (const DenseSource& s : previous) shallower.push_back(s.x);
-    x = dense_->forward(source.x, u_in, shallower).transpose(1, 2).contiguous();
+    x = dense_->forward(x, u_t, shallower, kChannels);
   }
 
   // These [B, rows, T] tensors serve this layer's scan, its read-out by C and the deeper layers'
@@ -138,11 +139,10 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                  .delta_bias = dt_proj_->bias(),
                  .delta_softplus = true};
   const ScanSource& s = source.scan;
-  // "paper": y = C (h + sum_i phi_i(h^{l-i})) + D x, the phi-fusion of the read-outs, then + D x.
-  auto fused = [&](const Tensor& own, std::vector<Tensor> readouts) {
-    for (Tensor& r : readouts) r = r.transpose(1, 2);
-    return (dense_->forward(own, u_in, readouts) + x.transpose(1, 2) * D_) *
-           silu(z.transpose(1, 2));
+  // "paper": y = C (h + sum_i phi_i(h^{l-i})) + D x, the phi-fusion of the read-outs, then + D x,
+  // channel-major like the rest (the gates computed from u^T).
+  auto fused = [&](const Tensor& own, const std::vector<Tensor>& readouts) {
+    return (dense_->forward(own, u_t, readouts, kChannels) + x * D_.unsqueeze(-1)) * silu(z);
   };
   auto shallower = [&] {
     std::vector<ScanSource> scans;
@@ -155,9 +155,9 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
     std::vector<ScanSource> scans = shallower();
     scans.insert(scans.begin(), s);
     std::vector<Tensor> readouts = cross_layer_readout(scans, C);
-    const Tensor own = readouts.front().transpose(1, 2);
+    const Tensor own = readouts.front();
     readouts.erase(readouts.begin());
-    return out_proj_->forward(fused(own, readouts));
+    return out_proj_->forward(fused(own, readouts).transpose(1, 2));
   }
   ScanInputs in{.u = s.u,
                 .delta = s.delta,
@@ -171,9 +171,9 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
   if (fuse && paper) in.D = Tensor(), in.z = Tensor();  // the read-out C h alone
   const ScanResult scan = selective_scan(in, final_state != nullptr);
   if (final_state) final_state->ssm = scan.last_state;
-  Tensor y = scan.y.transpose(1, 2);
+  Tensor y = scan.y;
   if (fuse && paper) y = fused(y, cross_layer_readout(shallower(), C));
-  return out_proj_->forward(y);
+  return out_proj_->forward(y.transpose(1, 2));
 }
 
 Tensor MambaMixer::step(const Tensor& u_in, MixerState& state,

@@ -35,7 +35,7 @@ namespace dssm::models {
 // What a layer hands to the deeper layers that fuse it (parallel form).
 struct DenseSource {
   ScanSource scan;  // "paper": the inputs of this layer's scan, re-run with a deeper layer's C
-  Tensor x;         // "input": this layer's SSM input [batch, length, di], before its own fusion
+  Tensor x;         // "input": this layer's SSM input [batch, di, length], before its own fusion
 };
 
 // A layer's carried recurrent state: the last d_conv - 1 conv inputs and the SSM state h.

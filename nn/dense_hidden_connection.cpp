@@ -95,42 +95,72 @@ DenseHiddenConnection::DenseHiddenConnection(int64_t layer, int64_t input_dim, i
     norm_ = register_module("norm", std::make_shared<RMSNorm>(width, options.norm_eps));
 }
 
-// silu(Select_i(x)), the gate of predecessor i; undefined for select none.
-Tensor DenseHiddenConnection::gate(size_t i, const Tensor& x) const {
-  if (mlp_gates_) return silu((*mlp_gates_)[i].forward(x));
-  if (linear_gates_) return silu((*linear_gates_)[i].forward(x));
+namespace {
+
+// A linear map of the features, wherever they are.
+Tensor apply(const Linear& linear, const Tensor& x, DenseHiddenConnection::FeatureDim features) {
+  return features == DenseHiddenConnection::FeatureDim::last ? linear.forward(x)
+                                                             : linear.forward_channels(x);
+}
+
+}  // namespace
+
+Tensor DenseHiddenConnection::gate(size_t i, const Tensor& x, FeatureDim features) const {
+  if (mlp_gates_) {
+    const GateMLP& mlp = (*mlp_gates_)[i];
+    return silu(features == FeatureDim::last ? mlp.forward(x) : mlp.forward_channels(x));
+  }
+  if (linear_gates_) return silu(apply((*linear_gates_)[i], x, features));
   return Tensor();
 }
 
 // h' = Fuse(h, phi_1(h^{l-1}), ..., phi_m(h^{l-m}))   (Eq. 13)
 Tensor DenseHiddenConnection::forward(const Tensor& hidden, const Tensor& x,
-                                      const std::vector<Tensor>& previous) const {
+                                      const std::vector<Tensor>& previous,
+                                      FeatureDim features) const {
   DSSM_CHECK(static_cast<int64_t>(previous.size()) == num_previous_, "DenseHiddenConnection",
              "expected {} previous hidden states, got {}", num_previous_, previous.size());
   if (!active()) return hidden;
-  DSSM_CHECK(hidden.dim() >= 1 && hidden.size(-1) == width_, "DenseHiddenConnection",
-             "expected hidden [..., {}], got {}", width_, describe(hidden));
-  DSSM_CHECK(x.dim() == hidden.dim() && x.size(-1) == input_dim_, "DenseHiddenConnection",
-             "expected x [..., {}] with the leading dims of hidden {}, got {}", input_dim_,
+  const bool last = features == FeatureDim::last;
+  const int64_t dim = last ? -1 : 1;
+  auto layout = [last](int64_t n) {
+    return last ? fmt::format("[..., {}]", n) : fmt::format("[batch, {}, length]", n);
+  };
+  DSSM_CHECK(
+      hidden.dim() == (last ? std::max<int64_t>(hidden.dim(), 1) : 3) && hidden.size(dim) == width_,
+      "DenseHiddenConnection", "expected hidden {}, got {}", layout(width_), describe(hidden));
+  DSSM_CHECK(x.dim() == hidden.dim() && x.size(dim) == input_dim_, "DenseHiddenConnection",
+             "expected x {} with the other dims of hidden {}, got {}", layout(input_dim_),
              describe(hidden), describe(x));
-  // phi_i(h^{l-i}) = Proj_i(h^{l-i}) ⊙ silu(Select_i(x))   (Eq. 11-12); a shared gate is
-  // computed once.
-  const Tensor shared_gate = options_.shared ? gate(0, x) : Tensor();
-  std::vector<Tensor> terms;
+  DSSM_CHECK(last || !norm_, "DenseHiddenConnection",
+             "the norm after fusion needs the features along the last dim");
   for (size_t i = 0; i < previous.size(); ++i) {
     DSSM_CHECK(previous[i].shape() == hidden.shape(), "DenseHiddenConnection",
                "previous[{}] (layer l-{}) must be shaped like hidden {}, got {}", i, i + 1,
                describe(hidden), describe(previous[i]));
-    const size_t pair = options_.shared ? 0 : i;
-    const Tensor projected =
-        projections_ ? (*projections_)[pair].forward(previous[i]) : previous[i];
-    const Tensor g = options_.shared ? shared_gate : gate(i, x);
-    terms.push_back(g.defined() ? projected * g : projected);
+  }
+  // phi_i(h^{l-i}) = Proj_i(h^{l-i}) ⊙ silu(Select_i(x))   (Eq. 11-12); a shared gate is
+  // computed once.
+  const Tensor shared_gate = options_.shared ? gate(0, x, features) : Tensor();
+  std::vector<Tensor> terms;
+  if (options_.shared && !projections_ && !fuse_) {
+    // One gate and no projection: sum_i h^{l-i} ⊙ g = (sum_i h^{l-i}) ⊙ g, one product.
+    Tensor sum = previous.front();
+    for (size_t i = 1; i < previous.size(); ++i) sum = sum + previous[i];
+    terms.push_back(shared_gate.defined() ? sum * shared_gate : sum);
+  } else {
+    for (size_t i = 0; i < previous.size(); ++i) {
+      const size_t pair = options_.shared ? 0 : i;
+      const Tensor projected =
+          projections_ ? apply((*projections_)[pair], previous[i], features) : previous[i];
+      const Tensor g = options_.shared ? shared_gate : gate(i, x, features);
+      terms.push_back(g.defined() ? projected * g : projected);
+    }
   }
   Tensor fused;
   if (fuse_) {
     terms.insert(terms.begin(), hidden);
-    fused = fuse_->forward(concat(terms, -1));
+    fused = apply(*fuse_, concat(terms, dim), features);
   } else {
     fused = hidden;
     for (const Tensor& term : terms) fused = fused + term;

@@ -65,14 +65,19 @@ class DenseHiddenConnection : public Module {
 
   // hidden [..., width], x [..., input_dim], previous = {h^{l-1}, h^{l-2}, ...} (nearest first,
   // exactly num_previous() of them, each shaped like hidden). Returns h'^l [..., width]; on a
-  // layer that is not dense, returns `hidden` itself.
-  Tensor forward(const Tensor& hidden, const Tensor& x, const std::vector<Tensor>& previous) const;
+  // layer that is not dense, returns `hidden` itself. With FeatureDim::channels the features
+  // are along dim 1 instead: hidden [batch, width, length], x [batch, input_dim, length] (the
+  // Mamba mixer's channel-major layout; not with the norm, which normalises the last dim).
+  enum class FeatureDim { last, channels };
+  Tensor forward(const Tensor& hidden, const Tensor& x, const std::vector<Tensor>& previous,
+                 FeatureDim features = FeatureDim::last) const;
 
   int64_t num_previous() const { return num_previous_; }
   bool active() const { return num_previous_ > 0; }
 
  private:
-  Tensor gate(size_t i, const Tensor& x) const;  // silu(Select_i(x)), undefined for select none
+  // silu(Select_i(x)), undefined for select none.
+  Tensor gate(size_t i, const Tensor& x, FeatureDim features) const;
 
   DenseConnectionOptions options_;
   int64_t input_dim_;

@@ -14,4 +14,8 @@ Tensor GateMLP::forward(const Tensor& x) const {
   return fc2_->forward(silu(fc1_->forward(x)));
 }
 
+Tensor GateMLP::forward_channels(const Tensor& x) const {
+  return fc2_->forward_channels(silu(fc1_->forward_channels(x)));
+}
+
 }  // namespace dssm::nn

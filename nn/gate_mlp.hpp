@@ -13,7 +13,8 @@ class GateMLP : public Module {
  public:
   GateMLP(int64_t in_features, int64_t hidden_features, int64_t out_features, Generator& gen);
 
-  Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out]
+  Tensor forward(const Tensor& x) const;           // [..., in] -> [..., out]
+  Tensor forward_channels(const Tensor& x) const;  // [batch, in, T] -> [batch, out, T]
 
   Linear& fc1() { return *fc1_; }
   Linear& fc2() { return *fc2_; }

@@ -23,4 +23,12 @@ Tensor Linear::forward(const Tensor& x) const {
   return bias_.defined() ? y + bias_ : y;
 }
 
+Tensor Linear::forward_channels(const Tensor& x) const {
+  DSSM_CHECK(x.dim() == 3 && x.size(1) == in_features(), "Linear",
+             "expected channel-major input [batch, {}, length], got {}", in_features(),
+             describe(x));
+  const Tensor y = matmul(weight_, x);
+  return bias_.defined() ? y + bias_.unsqueeze(-1) : y;
+}
+
 }  // namespace dssm::nn

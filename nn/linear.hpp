@@ -13,6 +13,9 @@ class Linear : public Module {
 
   // x [..., in] -> [..., out]. W^T is a transposed view handed to the GEMM, not a copy.
   Tensor forward(const Tensor& x) const;
+  // The same map for features along dim 1, x [batch, in, length] -> [batch, out, length]
+  // (channel-major, as in the Mamba mixer): W x + b, W shared over the batch by the GEMM.
+  Tensor forward_channels(const Tensor& x) const;
 
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }  // undefined without bias

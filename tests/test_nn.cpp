@@ -80,11 +80,16 @@ TEST_CASE("Linear computes x W^T + b with W stored [out, in]", "[nn]") {
       for (size_t i = 0; i < expected.size(); ++i) expected[i] += b[i % 3];
     }
     require_close(values(y), expected);
+    // The features along dim 1 ([batch, in, length]): the same map, W x + b.
+    const Tensor by_channels = linear.forward_channels(x.transpose(1, 2).contiguous());
+    require_close(values(by_channels.transpose(1, 2).contiguous()), expected);
     CHECK(linear.num_parameters() == (bias ? 18 : 15));
   }
   nn::Linear linear(5, 3, false, gen);
   CHECK_THROWS_WITH(linear.forward(Tensor::ones({2, 4})),
                     Catch::Contains("Linear") && Catch::Contains("[..., 5]"));
+  CHECK_THROWS_WITH(linear.forward_channels(Tensor::ones({2, 4, 5})),
+                    Catch::Contains("Linear") && Catch::Contains("[batch, 5, length]"));
 }
 
 TEST_CASE("Embedding looks up rows and rejects ids outside the vocabulary", "[nn]") {
@@ -327,6 +332,43 @@ TEST_CASE("DenseHiddenConnection with zero gates returns the hidden state unchan
   nn::init::zeros(mlp_gates(dense)[0].fc2().weight());
   const DenseInputs inputs = dense_inputs(2, 64, 5, gen);
   CHECK(values(dense.forward(inputs.hidden, inputs.x, inputs.previous)) == values(inputs.hidden));
+}
+
+TEST_CASE("DenseHiddenConnection with its features along dim 1 is the last-dim form transposed",
+          "[nn]") {
+  Generator gen(207);
+  const int64_t in = 64, width = 6;
+  nn::DenseConnectionOptions shared_mlp;  // identity, mlp, shared: one product of the summed states
+  nn::DenseConnectionOptions per_predecessor;
+  per_predecessor.shared = false;
+  nn::DenseConnectionOptions linear;
+  linear.projection = nn::DenseProjection::linear;
+  linear.select = nn::DenseSelect::linear;
+  nn::DenseConnectionOptions concat;
+  concat.select = nn::DenseSelect::none;
+  concat.fusion = nn::DenseFusion::concat;
+  for (nn::DenseConnectionOptions options : {shared_mlp, per_predecessor, linear, concat}) {
+    options.m = 3;
+    nn::DenseHiddenConnection dense(3, in, width, options, gen);
+    dense.to(DType::f64);
+    const DenseInputs inputs = dense_inputs(3, in, width, gen);
+    const auto channels = [](const Tensor& t) { return t.transpose(1, 2).contiguous(); };
+    std::vector<Tensor> previous;
+    for (const Tensor& p : inputs.previous) previous.push_back(channels(p));
+    const Tensor by_channels = dense.forward(channels(inputs.hidden), channels(inputs.x), previous,
+                                             nn::DenseHiddenConnection::FeatureDim::channels);
+    require_close(values(by_channels.transpose(1, 2).contiguous()),
+                  values(dense.forward(inputs.hidden, inputs.x, inputs.previous)));
+  }
+  nn::DenseConnectionOptions normed;
+  normed.norm = true;
+  nn::DenseHiddenConnection dense(2, in, width, normed, gen);
+  const DenseInputs inputs = dense_inputs(2, in, width, gen);
+  CHECK_THROWS_WITH(
+      dense.forward(inputs.hidden.transpose(1, 2), inputs.x.transpose(1, 2),
+                    {inputs.previous[0].transpose(1, 2), inputs.previous[1].transpose(1, 2)},
+                    nn::DenseHiddenConnection::FeatureDim::channels),
+      Catch::Contains("norm after fusion"));
 }
 
 TEST_CASE("DenseHiddenConnection rejects inconsistent inputs, naming what it expected", "[nn]") {
