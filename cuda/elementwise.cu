@@ -6,8 +6,9 @@
 // when every pointer is 16-byte aligned. A binary operand of the output's shape in another layout
 // (a transposed view) is first copied into the output's layout (copy_strided's tiled path); a
 // vector broadcast along the leading dimensions (a bias, a per-channel scale) goes through
-// map_row_broadcast; other broadcasts through binary_strided, which locates each element of the
-// broadcast operand with a StridedIndexer.
+// map_row_broadcast, a column (one value per run of trailing elements: a per-channel scale of a
+// channel-major tensor) through map_column_broadcast; other broadcasts through binary_strided,
+// which locates each element of the broadcast operand with a StridedIndexer.
 #include "cuda/backend.hpp"
 #include "cuda/common.cuh"
 #include "cuda/kernels.hpp"
@@ -127,6 +128,53 @@ void launch_row_broadcast(T* out, const T* full, const T* row, int64_t inner, bo
   DSSM_CUDA_CHECK_LAUNCH("binary");
 }
 
+// out = full (op) column[(i / inner) % rows] (or column (op) full when column_first): `column`
+// holds one value per run of `inner` consecutive elements of the dense `full`, repeated along the
+// leading dimensions (a per-channel scale of a channel-major [B, C, T] tensor), kVec elements at a
+// time (inner a multiple of kVec when kVec > 1).
+template <int kVec, typename T, typename Fn>
+__global__ void map_column_broadcast(T* out, const T* full, const T* column, int64_t inner,
+                                     int64_t rows, bool column_first, int64_t n, Fn fn) {
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; p < n / kVec; p += stride) {
+    const Pack<T, kVec> f = reinterpret_cast<const Pack<T, kVec>*>(full)[p];
+    const auto c = to_compute(column[(p * kVec / inner) % rows]);
+    Pack<T, kVec> result;
+    for (int j = 0; j < kVec; ++j) {
+      const auto x = to_compute(f.v[j]);
+      result.v[j] = from_compute<T>(column_first ? fn(c, x) : fn(x, c));
+    }
+    reinterpret_cast<Pack<T, kVec>*>(out)[p] = result;
+  }
+}
+
+template <int kVec, typename T, typename Fn>
+void launch_column_broadcast(T* out, const T* full, const T* column, int64_t inner, int64_t rows,
+                             bool column_first, int64_t n, Fn fn) {
+  const LaunchConfig launch = elementwise_launch(n / kVec);
+  map_column_broadcast<kVec><<<launch.blocks, launch.threads, 0, current_stream()>>>(
+      out, full, column, inner, rows, column_first, n, fn);
+  DSSM_CUDA_CHECK_LAUNCH("binary");
+}
+
+// Whether t, read as `shape`, is a column: a dense vector along one dimension d with every later
+// dimension of `shape` broadcast (t's sizes 1 there, the product of shape's > 1). Returns that
+// product (the run of elements that share one value), or 0; `rows` gets the vector's length.
+int64_t column_broadcast_inner(const Tensor& t, const Shape& shape, int64_t& rows) {
+  if (!t.is_contiguous() || t.numel() <= 1) return 0;
+  const size_t lead = shape.size() - t.shape().size();
+  size_t d = 0;  // t's one dimension of size > 1
+  while (d < t.shape().size() && t.shape()[d] == 1) ++d;
+  int64_t inner = 1;
+  for (size_t e = d + 1; e < t.shape().size(); ++e) {
+    if (t.shape()[e] != 1) return 0;
+    inner *= shape[lead + e];
+  }
+  if (t.shape()[d] != shape[lead + d] || inner <= 1) return 0;
+  rows = t.shape()[d];
+  return inner;
+}
+
 // Whether t, read as `shape`, is a dense vector repeated along leading dimensions: its broadcast
 // strides are 0 up to some dimension and those of a contiguous tensor after it. Returns the
 // vector's length, or 0.
@@ -195,6 +243,9 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a_in, const Tensor& b_
   const bool a_dense = a.shape() == out.shape(), b_dense = b.shape() == out.shape();
   const int64_t a_row = b_dense ? row_broadcast_length(a, out.shape()) : 0;
   const int64_t b_row = a_dense ? row_broadcast_length(b, out.shape()) : 0;
+  int64_t a_rows = 0, b_rows = 0;
+  const int64_t a_column = b_dense ? column_broadcast_inner(a, out.shape(), a_rows) : 0;
+  const int64_t b_column = a_dense ? column_broadcast_inner(b, out.shape(), b_rows) : 0;
   dispatch_floating(out.dtype(), "binary", [&]<typename T>() {
     using C = compute_t<T>;
     using D = device_t<T>;
@@ -214,6 +265,18 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a_in, const Tensor& b_
                                       : launch_row_broadcast<1, D, BinaryForward<kOp, C>>;
         launch(device_data<T>(out), device_data<T>(full), device_data<T>(row), inner, a_row > 0, n,
                BinaryForward<kOp, C>{});
+        return;
+      }
+      if (a_column > 0 || b_column > 0) {
+        const Tensor &full = a_column > 0 ? b : a, &column = a_column > 0 ? a : b;
+        const int64_t inner = a_column > 0 ? a_column : b_column;
+        constexpr int kVec = 16 / sizeof(T);
+        const bool vectorise =
+            inner % kVec == 0 && aligned16(out.raw_data()) && aligned16(full.raw_data());
+        const auto launch = vectorise ? launch_column_broadcast<kVec, D, BinaryForward<kOp, C>>
+                                      : launch_column_broadcast<1, D, BinaryForward<kOp, C>>;
+        launch(device_data<T>(out), device_data<T>(full), device_data<T>(column), inner,
+               a_column > 0 ? a_rows : b_rows, a_column > 0, n, BinaryForward<kOp, C>{});
         return;
       }
       const StridedIndexer a_index = make_broadcast_indexer(a, out.shape());

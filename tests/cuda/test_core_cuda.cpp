@@ -323,6 +323,17 @@ TEST_CASE("binary ops with broadcasting and their gradients match the CPU", "[cu
       check_against_cpu(name + " odd vector broadcast",
                         {normal(gen, {5, 3, 7}, dtype), positive({7})}, fn, tolerance_for(dtype),
                         gen);
+      // A column, one value per channel of a channel-major [B, C, T] tensor, as either operand:
+      // runs that fill 16-byte vectors and runs that do not.
+      check_against_cpu(name + " column broadcast",
+                        {normal(gen, {3, 9, 64}, dtype), positive({9, 1})}, fn,
+                        tolerance_for(dtype), gen);
+      check_against_cpu(name + " column broadcast first",
+                        {normal(gen, {9, 1}, dtype), positive({3, 9, 64})}, fn,
+                        tolerance_for(dtype), gen);
+      check_against_cpu(name + " odd column broadcast",
+                        {normal(gen, {2, 5, 3, 7}, dtype), positive({5, 1, 1})}, fn,
+                        tolerance_for(dtype), gen);
     }
   }
 }
@@ -391,6 +402,17 @@ TEST_CASE("matmul in every layout and its gradients match the CPU", "[cuda]") {
         "one operand transposed" + suffix,
         {normal(gen, {70, 50}, dtype), normal(gen, {70, 30}, dtype)},
         [](const auto& in) { return matmul(in[0].transpose(0, 1), in[1]); }, tol, gen);
+    // Weights shared over a batch of transposed views, from the left and from the right (the
+    // Mamba mixer's channel-major products; the weights' gradients summed by the GEMM).
+    check_against_cpu(
+        "weights shared over transposed views" + suffix,
+        {normal(gen, {3, 40, 30}, dtype), normal(gen, {24, 30}, dtype),
+         normal(gen, {16, 24}, dtype)},
+        [](const auto& in) {
+          const Tensor y = matmul(in[1], in[0].transpose(1, 2));    // [3, 24, 40]
+          return matmul(y.transpose(1, 2), in[2].transpose(0, 1));  // [3, 40, 16]
+        },
+        tol, gen);
     // A batch stride of 0: one matrix expanded over the batch, read without a copy.
     check_against_cpu(
         "expanded operand" + suffix,
