@@ -2,6 +2,9 @@
 //   dA = dC B^T,   dB = A^T dC,
 // where the transposes are views (no copies). The CPU kernel maps each matrix onto Eigen without
 // copying (row-major or column-major, whichever its strides are); the CUDA kernel calls cuBLASLt.
+// A matrix W shared over the batch (C[b] = W X[b] or X[b] W, shared_matmul) is read with a batch
+// stride of 0, and its gradient dW = sum_b dC[b] X[b]^T (or X[b]^T dC[b]) is one GEMM per batch
+// element accumulating into dW (in bf16 the running sum is rounded once per element).
 #include <omp.h>
 #include <Eigen/Core>
 
