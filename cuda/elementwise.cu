@@ -157,36 +157,28 @@ void launch_column_broadcast(T* out, const T* full, const T* column, int64_t inn
   DSSM_CUDA_CHECK_LAUNCH("binary");
 }
 
-// Whether t, read as `shape`, is a column: a dense vector along one dimension d with every later
-// dimension of `shape` broadcast (t's sizes 1 there, the product of shape's > 1). Returns that
-// product (the run of elements that share one value), or 0; `rows` gets the vector's length.
-int64_t column_broadcast_inner(const Tensor& t, const Shape& shape, int64_t& rows) {
-  if (!t.is_contiguous() || t.numel() <= 1) return 0;
-  const size_t lead = shape.size() - t.shape().size();
-  size_t d = 0;  // t's one dimension of size > 1
-  while (d < t.shape().size() && t.shape()[d] == 1) ++d;
-  int64_t inner = 1;
-  for (size_t e = d + 1; e < t.shape().size(); ++e) {
-    if (t.shape()[e] != 1) return 0;
-    inner *= shape[lead + e];
-  }
-  if (t.shape()[d] != shape[lead + d] || inner <= 1) return 0;
-  rows = t.shape()[d];
-  return inner;
-}
+// How a broadcast operand t repeats when read as `shape`: a dense block of `length` values (t's
+// dims that match shape's) between leading dims and trailing dims it is broadcast along, each
+// value repeated `inner` times (the product of the trailing ones). Output element i reads
+// t[(i / inner) % length]: a row (a bias, inner 1) or a column (a per-channel scale of a
+// channel-major [B, C, T] tensor, inner T). length 0: t is not such a block.
+struct Repeat {
+  int64_t length = 0, inner = 1;
+};
 
-// Whether t, read as `shape`, is a dense vector repeated along leading dimensions: its broadcast
-// strides are 0 up to some dimension and those of a contiguous tensor after it. Returns the
-// vector's length, or 0.
-int64_t row_broadcast_length(const Tensor& t, const Shape& shape) {
-  if (!t.is_contiguous() || t.numel() == 0) return 0;
+Repeat repeat_of(const Tensor& t, const Shape& shape) {
+  if (!t.is_contiguous() || t.numel() == 0) return {};
   const size_t lead = shape.size() - t.shape().size();
-  size_t first = 0;  // the first dimension t does not broadcast along
-  while (first < t.shape().size() && t.shape()[first] == 1 && shape[lead + first] != 1) ++first;
-  for (size_t d = first; d < t.shape().size(); ++d) {
-    if (t.shape()[d] != shape[lead + d]) return 0;
+  auto broadcast = [&](size_t d) { return t.shape()[d] == 1 && shape[lead + d] != 1; };
+  size_t first = 0, last = t.shape().size();
+  while (first < last && broadcast(first)) ++first;
+  Repeat repeat;
+  while (last > first && broadcast(last - 1)) repeat.inner *= shape[lead + --last];
+  for (size_t d = first; d < last; ++d) {
+    if (t.shape()[d] != shape[lead + d]) return {};
   }
-  return t.numel();
+  repeat.length = t.numel();
+  return repeat;
 }
 
 void check_dense(const char* op, const Tensor& t) {
@@ -241,11 +233,12 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a_in, const Tensor& b_
   };
   const Tensor a = in_out_layout(a_in), b = in_out_layout(b_in);
   const bool a_dense = a.shape() == out.shape(), b_dense = b.shape() == out.shape();
-  const int64_t a_row = b_dense ? row_broadcast_length(a, out.shape()) : 0;
-  const int64_t b_row = a_dense ? row_broadcast_length(b, out.shape()) : 0;
-  int64_t a_rows = 0, b_rows = 0;
-  const int64_t a_column = b_dense ? column_broadcast_inner(a, out.shape(), a_rows) : 0;
-  const int64_t b_column = a_dense ? column_broadcast_inner(b, out.shape(), b_rows) : 0;
+  const Repeat a_repeat = b_dense ? repeat_of(a, out.shape()) : Repeat{};
+  const Repeat b_repeat = a_dense ? repeat_of(b, out.shape()) : Repeat{};
+  // The repeated operand, if either is one, and the dense one.
+  const bool a_repeats = a_repeat.length > 0;
+  const Repeat repeat = a_repeats ? a_repeat : b_repeat;
+  const Tensor &full = a_repeats ? b : a, &repeated = a_repeats ? a : b;
   dispatch_floating(out.dtype(), "binary", [&]<typename T>() {
     using C = compute_t<T>;
     using D = device_t<T>;
@@ -255,28 +248,23 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a_in, const Tensor& b_
                          BinaryForward<kOp, C>{});
         return;
       }
-      if (a_row > 0 || b_row > 0) {
-        const Tensor &full = a_row > 0 ? b : a, &row = a_row > 0 ? a : b;
-        const int64_t inner = a_row > 0 ? a_row : b_row;
-        constexpr int kVec = 16 / sizeof(T);
-        const bool vectorise = inner % kVec == 0 && aligned16(out.raw_data()) &&
-                               aligned16(full.raw_data()) && aligned16(row.raw_data());
+      constexpr int kVec = 16 / sizeof(T);
+      if (repeat.length > 0 && repeat.inner == 1) {  // a row
+        const bool vectorise = repeat.length % kVec == 0 && aligned16(out.raw_data()) &&
+                               aligned16(full.raw_data()) && aligned16(repeated.raw_data());
         const auto launch = vectorise ? launch_row_broadcast<kVec, D, BinaryForward<kOp, C>>
                                       : launch_row_broadcast<1, D, BinaryForward<kOp, C>>;
-        launch(device_data<T>(out), device_data<T>(full), device_data<T>(row), inner, a_row > 0, n,
-               BinaryForward<kOp, C>{});
+        launch(device_data<T>(out), device_data<T>(full), device_data<T>(repeated), repeat.length,
+               a_repeats, n, BinaryForward<kOp, C>{});
         return;
       }
-      if (a_column > 0 || b_column > 0) {
-        const Tensor &full = a_column > 0 ? b : a, &column = a_column > 0 ? a : b;
-        const int64_t inner = a_column > 0 ? a_column : b_column;
-        constexpr int kVec = 16 / sizeof(T);
+      if (repeat.length > 0) {  // a column
         const bool vectorise =
-            inner % kVec == 0 && aligned16(out.raw_data()) && aligned16(full.raw_data());
+            repeat.inner % kVec == 0 && aligned16(out.raw_data()) && aligned16(full.raw_data());
         const auto launch = vectorise ? launch_column_broadcast<kVec, D, BinaryForward<kOp, C>>
                                       : launch_column_broadcast<1, D, BinaryForward<kOp, C>>;
-        launch(device_data<T>(out), device_data<T>(full), device_data<T>(column), inner,
-               a_column > 0 ? a_rows : b_rows, a_column > 0, n, BinaryForward<kOp, C>{});
+        launch(device_data<T>(out), device_data<T>(full), device_data<T>(repeated), repeat.inner,
+               repeat.length, a_repeats, n, BinaryForward<kOp, C>{});
         return;
       }
       const StridedIndexer a_index = make_broadcast_indexer(a, out.shape());

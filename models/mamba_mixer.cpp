@@ -97,7 +97,8 @@ MambaMixer::Projected MambaMixer::project(const Tensor& x) const {
 // length] without a transposing copy (and so do their gradients, see ops/matmul.cpp).
 MambaMixer::Projected MambaMixer::project_channels(const Tensor& x) const {
   const int64_t R = config_.dt_rank, N = config_.d_state;
-  const std::vector<Tensor> parts = split(matmul(x_proj_->weight(), x), {R, N, N}, 1);
+  const std::vector<Tensor> parts = split(x_proj_->forward_channels(x), {R, N, N}, 1);
+  // dt_proj without its bias, as in project.
   const Tensor delta = matmul(dt_proj_->weight(), parts[0]);
   return {delta, parts[1].contiguous(), parts[2].contiguous()};
 }

@@ -97,19 +97,17 @@ DenseHiddenConnection::DenseHiddenConnection(int64_t layer, int64_t input_dim, i
 
 namespace {
 
-// A linear map of the features, wherever they are.
-Tensor apply(const Linear& linear, const Tensor& x, DenseHiddenConnection::FeatureDim features) {
-  return features == DenseHiddenConnection::FeatureDim::last ? linear.forward(x)
-                                                             : linear.forward_channels(x);
+// A Linear or GateMLP applied to the features, wherever they are.
+template <typename Layer>
+Tensor apply(const Layer& layer, const Tensor& x, DenseHiddenConnection::FeatureDim features) {
+  return features == DenseHiddenConnection::FeatureDim::last ? layer.forward(x)
+                                                             : layer.forward_channels(x);
 }
 
 }  // namespace
 
 Tensor DenseHiddenConnection::gate(size_t i, const Tensor& x, FeatureDim features) const {
-  if (mlp_gates_) {
-    const GateMLP& mlp = (*mlp_gates_)[i];
-    return silu(features == FeatureDim::last ? mlp.forward(x) : mlp.forward_channels(x));
-  }
+  if (mlp_gates_) return silu(apply((*mlp_gates_)[i], x, features));
   if (linear_gates_) return silu(apply((*linear_gates_)[i], x, features));
   return Tensor();
 }
@@ -126,9 +124,9 @@ Tensor DenseHiddenConnection::forward(const Tensor& hidden, const Tensor& x,
   auto layout = [last](int64_t n) {
     return last ? fmt::format("[..., {}]", n) : fmt::format("[batch, {}, length]", n);
   };
-  DSSM_CHECK(
-      hidden.dim() == (last ? std::max<int64_t>(hidden.dim(), 1) : 3) && hidden.size(dim) == width_,
-      "DenseHiddenConnection", "expected hidden {}, got {}", layout(width_), describe(hidden));
+  DSSM_CHECK((last ? hidden.dim() >= 1 : hidden.dim() == 3) && hidden.size(dim) == width_,
+             "DenseHiddenConnection", "expected hidden {}, got {}", layout(width_),
+             describe(hidden));
   DSSM_CHECK(x.dim() == hidden.dim() && x.size(dim) == input_dim_, "DenseHiddenConnection",
              "expected x {} with the other dims of hidden {}, got {}", layout(input_dim_),
              describe(hidden), describe(x));

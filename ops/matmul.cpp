@@ -160,21 +160,21 @@ Tensor shared_matmul(const Tensor& a_in, const Tensor& b_in) {
   const Tensor b = shared_left ? gemm_ready(b_in.detach()) : along_batch(b_in);
   const Tensor out = Tensor::empty({batch, a.size(1), b.size(2)}, a.dtype(), a.device());
   gemm(out, a, b, false);
-  record("matmul", {a_in, b_in}, {out},
-         [a, b, shared_left, a_in_2d = a_in.detach(),
-          b_in_2d = b_in.detach()](const BackwardArgs& args) {
-           const Tensor& g = args.grad();
-           Tensor da, db;
-           if (args.needs(0)) {
-             da = shared_left ? batch_summed_product_laid_out_like(a_in_2d, g, b.transpose(1, 2))
-                              : product_laid_out_like(a, g, b.transpose(1, 2));
-           }
-           if (args.needs(1)) {
-             db = shared_left ? product_laid_out_like(b, a.transpose(1, 2), g)
-                              : batch_summed_product_laid_out_like(b_in_2d, a.transpose(1, 2), g);
-           }
-           return std::vector<Tensor>{da, db};
-         });
+  record(
+      "matmul", {a_in, b_in}, {out},
+      [a, b, shared_left, shared = (shared_left ? a_in : b_in).detach()](const BackwardArgs& args) {
+        const Tensor& g = args.grad();
+        Tensor da, db;
+        if (args.needs(0)) {
+          da = shared_left ? batch_summed_product_laid_out_like(shared, g, b.transpose(1, 2))
+                           : product_laid_out_like(a, g, b.transpose(1, 2));
+        }
+        if (args.needs(1)) {
+          db = shared_left ? product_laid_out_like(b, a.transpose(1, 2), g)
+                           : batch_summed_product_laid_out_like(shared, a.transpose(1, 2), g);
+        }
+        return std::vector<Tensor>{da, db};
+      });
   return out;
 }
 
