@@ -27,7 +27,8 @@ struct LaunchConfig {
   unsigned threads;
 };
 LaunchConfig elementwise_launch(int64_t n, unsigned threads = 256);
-int multiprocessor_count();  // of the current device
+int multiprocessor_count();         // of the current device
+int max_shared_memory_per_block();  // bytes a kernel may opt in to, on the current device
 
 // The element type a kernel sees for each of our storage types: bf16 is CUDA's __nv_bfloat16.
 template <typename T> struct device_type { using type = T; };

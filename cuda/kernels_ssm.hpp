@@ -30,6 +30,8 @@ Tensor selective_scan_chunk_entry(const ScanInputs& in);
 // their dB / dC / dA tensors: the kernels add into them.
 void selective_scan_forward(const std::vector<ScanForwardJob>& jobs);
 void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs);
+// dC of read-outs (ReadoutGradJob), all jobs of one shape and dtype, in one launch.
+void selective_scan_readout_dC(const std::vector<ReadoutGradJob>& jobs);
 // One token: in_t holds [batch, channels] / [batch, N] operands; state updated in place.
 void selective_scan_step(const ScanInputs& in_t, const Tensor& state, const Tensor& y);
 

@@ -103,6 +103,16 @@ int multiprocessor_count() {
   return sm_count[device];
 }
 
+int max_shared_memory_per_block() {
+  static std::array<int, kMaxDevices> bytes{};
+  const int device = current_device();
+  if (bytes[device] == 0) {
+    DSSM_CUDA_CHECK(
+        cudaDeviceGetAttribute(&bytes[device], cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  }
+  return bytes[device];
+}
+
 LaunchConfig elementwise_launch(int64_t n, unsigned threads) {
   // Enough blocks to keep every SM busy (2048 threads each); grid-stride loops do the rest.
   const int64_t max_blocks = int64_t{multiprocessor_count()} * (2048 / threads);

@@ -18,8 +18,11 @@
 // 16-byte vectors per chunk). dB and dC are sums over the channels: each lane writes its 4 states'
 // values of a step to shared memory, and after a barrier the block adds each (kind, step, n) over
 // its 32 rows (add_exchange()) and adds it to global memory with one atomic. dA, dD and ddelta_bias
-// are summed in registers over the sequence and added once per row.
+// are summed in registers over the sequence and added once per row. A scan read by deeper layers
+// (ScanReader, DenseMamba) adds their C_t grad_t to G_t's C_t gy_t (reader_terms()): their C and
+// gradients are staged and converted with the chunk, in a build with room for them.
 #include "cuda/selective_scan_common.cuh"
+#include "ops/elementwise.hpp"
 
 namespace dssm::cuda {
 namespace {
@@ -28,7 +31,6 @@ using namespace scan_kernels;
 
 constexpr int kSub = 4;                  // steps per sub-chunk: a lane finishes one of them
 constexpr int kSubs = kChunkLen / kSub;  // 8
-constexpr int kSumStride = kRows * kMaxStates + kMaxStates;  // padded: no bank conflicts
 static_assert(kSub == kGroups, "each lane of a row finishes one step of a sub-chunk");
 static_assert(2 * kSub * kMaxStates == kThreads, "one (kind, step, n) sum per thread");
 
@@ -39,39 +41,43 @@ struct BackwardOut {
   const C* entry;  // [chunks, N, rows] states entering each chunk
 };
 
-// One scan; grad_last may be null.
+// One scan; grad_last may be null. readers: the deeper read-outs (ScanReader) whose C_t grad_t
+// join the scan's own C_t gy_t in G_t; reader_slots: how many the launch made room for in shared
+// memory (the same in every job of a launch).
 template <typename T, typename C>
 struct BackwardJob {
   ScanArgs<T> a;
   const T* grad_y;
   const C* grad_last;
   BackwardOut<T, C> o;
+  const T* reader_C[kMaxReaders];     // [batch, N, length]
+  const T* reader_grad[kMaxReaders];  // [batch, channels, length]
+  int readers, reader_slots;
 };
 
-// The kernel comes in two builds. For grids of more than one wave of 3 blocks per SM (batch 8 of
+// The kernel comes in three builds. For grids of more than one wave of 3 blocks per SM (batch 8 of
 // Mamba-360M's width: 512 blocks on 132 SMs), up to 128 registers and one dB/dC exchange area, so
 // that 4 blocks of bf16 fit in an SM (55 KB of shared memory each) and the grid runs in one wave;
 // one more barrier per sub-chunk. Smaller grids run ~2 blocks per SM either way: up to 168
-// registers and two exchange areas used in turns, 5 % faster there (batch 4).
+// registers and two exchange areas used in turns, 5 % faster there (batch 4). Scans joined by
+// deeper read-outs (DenseMamba) take the third: room for the readers' C and gradients, 2 blocks
+// per SM (97 KB of shared memory each in bf16 with 4 readers) and one exchange area.
+constexpr int kReadersBuild = 2;  // its kMinBlocks
 constexpr int exchange_areas(int min_blocks) {
-  return min_blocks >= 4 ? 1 : 2;
+  return min_blocks == 3 ? 2 : 1;
 }
 
 // Shared memory of a block, in C: per (row, step) [kRows][kPad] dt, u (then du), gy (after the
 // gate), the dz coefficient (then dz), softplus' (then ddelta); B, C [kChunkLen][16]; D, bias
 // [kRows]; the entry states [16][kEntryStride]; the dB/dC exchange areas [areas][2 kinds][kSub]
-// [kSumStride]; then the staged chunk in T.
+// [kExchangeStride]; per reader slot its gradient [kRows][kPad] and C [kChunkLen][16]; then the
+// staged chunk in T.
 constexpr int kArrays = 5;
-constexpr int64_t shared_values(int areas) {
+constexpr int64_t kReaderValues = kRows * kPad + kChunkLen * kMaxStates;
+constexpr int64_t shared_values(int areas, int reader_slots) {
   return kArrays * kRows * kPad + 2 * kChunkLen * kMaxStates + 2 * kRows +
-         kMaxStates * kEntryStride + areas * 2 * kSub * kSumStride;
-}
-
-// Where row j keeps state group g's values in the dB/dC exchange: group g ^ (j & 2), so that the
-// 16-byte stores of a quarter warp (rows j0 .. j0 + 3, two groups: block_rows()) fill 8 distinct
-// bank quads: state n of row j is at j * 16 + (n ^ (j & 2) * 4).
-__device__ __forceinline__ int exchange_group(int j, int g) {
-  return g ^ (j & 2);
+         kMaxStates * kEntryStride + areas * 2 * kSub * kExchangeStride +
+         reader_slots * kReaderValues;
 }
 
 template <typename C>
@@ -80,11 +86,12 @@ struct BackwardArrays {
   C *B, *C_;                  // [kChunkLen][kMaxStates], zero past N
   C *D, *bias;                // [kRows]
   C* entry;                   // [kMaxStates][kEntryStride]
-  C* sums;                    // [areas][2 kinds][kSub][kSumStride]
+  C* sums;                    // [areas][2 kinds][kSub][kExchangeStride]
+  C *reader_gy, *reader_C;    // [slots][kRows][kPad], [slots][kChunkLen][kMaxStates]
 };
 
 template <typename C>
-__device__ BackwardArrays<C> carve(C* base) {
+__device__ BackwardArrays<C> carve(C* base, int areas, int reader_slots) {
   BackwardArrays<C> s;
   C* p = base;
   s.dt = p, p += kRows * kPad;
@@ -97,17 +104,63 @@ __device__ BackwardArrays<C> carve(C* base) {
   s.D = p, p += kRows;
   s.bias = p, p += kRows;
   s.entry = p, p += kMaxStates * kEntryStride;
-  s.sums = p;
+  s.sums = p, p += areas * 2 * kSub * kExchangeStride;
+  s.reader_gy = p, p += reader_slots * kRows * kPad;
+  s.reader_C = p;
   return s;
+}
+
+// The per-state and per-channel arrays a job stages (StagedArrays): B, C, the readers' C; u,
+// delta, grad_y, z (when present), the readers' gradients (in the readers' build only).
+template <bool kReaders, typename T, typename C>
+__device__ StagedArrays<T> staged_arrays(const BackwardJob<T, C>& job) {
+  const ScanArgs<T>& a = job.a;
+  const int readers = kReaders ? job.readers : 0;
+  StagedArrays<T> arrays{
+      {a.B, a.C}, 2 + readers, {a.u, a.delta, job.grad_y, a.z}, (a.z ? 4 : 3) + readers};
+  if constexpr (kReaders) {
+#pragma unroll
+    for (int r = 0; r < kMaxReaders; ++r) {  // constant indices: the arrays stay in registers
+      arrays.state[2 + r] = job.reader_C[r];
+      if (a.z) {
+        arrays.channel[4 + r] = job.reader_grad[r];
+      } else {
+        arrays.channel[3 + r] = job.reader_grad[r];
+      }
+    }
+  }
+  return arrays;
+}
+
+// The readers' staged gradients and C into their f32 arrays (the rows and step of the thread as
+// in convert_chunk; C transposed as B and C).
+template <typename T, typename C>
+__device__ void convert_readers(const T* staged, int N, int states, int first_channel, int readers,
+                                const BackwardArrays<C>& s) {
+  const int step = threadIdx.x % kChunkLen;
+#pragma unroll 1
+  for (int r = 0; r < readers; ++r) {
+    const T* grad = staged_channel(staged, N, states, first_channel + r);
+    C v[kConvertRows];
+#pragma unroll
+    for (int k = 0; k < kConvertRows; ++k)
+      v[k] = to_compute(grad[convert_row(k) * kChunkLen + step]);
+#pragma unroll
+    for (int k = 0; k < kConvertRows; ++k) {
+      s.reader_gy[(r * kRows + convert_row(k)) * kPad + step] = v[k];
+    }
+    transpose_state_array(staged_state(staged, N, 2 + r), N,
+                          s.reader_C + r * kChunkLen * kMaxStates);
+  }
 }
 
 // The staged chunk (B, C, then u, delta, grad_y, z of the block's rows) into the f32 arrays.
 template <typename T, typename C>
-__device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_rows, int64_t t0,
-                              const BackwardArrays<C>& s) {
+__device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int states, int live_rows,
+                              int64_t t0, const BackwardArrays<C>& s) {
   const int N = static_cast<int>(a.N);
-  const T *u = staged_channel(staged, N, 0), *delta = staged_channel(staged, N, 1),
-          *gy = staged_channel(staged, N, 2), *z = staged_channel(staged, N, 3);
+  const T *u = staged_channel(staged, N, states, 0), *delta = staged_channel(staged, N, states, 1),
+          *gy = staged_channel(staged, N, states, 2), *z = staged_channel(staged, N, states, 3);
   // Four of a thread's rows at a time, their loads before their stores (as the forward's
   // conversion; all eight rows at once spilled registers in the 4-blocks build).
   constexpr int kAtOnce = kConvertRows / 2;
@@ -183,15 +236,31 @@ __device__ __forceinline__ void add_exchange(const C* sums, int64_t t0, int64_t 
   const int x = static_cast<int>(threadIdx.x);
   const int kind = x / (kSub * kMaxStates), i = (x / kMaxStates) % kSub;
   const int n = x % kMaxStates;
-  const C* col = sums + (kind * kSub + i) * kSumStride;
-  C total = C(0);
-#pragma unroll 8
-  for (int r = 0; r < kRows; ++r) total += col[r * kMaxStates + (n ^ ((r & 2) * 4))];
+  const C total = sum_exchange_rows(sums + (kind * kSub + i) * kExchangeStride, n);
   const int64_t t = t0 + i;
   if (n < N && t < L) atomicAdd((kind ? dC : dB) + n * L + t, total);
 }
 
-template <int kAreas, typename T, typename C>
+// The sum over the readers of C_t grad_t for this lane's 4 states at step `step` (G_t's terms
+// from the deeper read-outs).
+template <typename C>
+__device__ __forceinline__ void reader_terms(const BackwardArrays<C>& s, int readers, int j, int g,
+                                             int step, C (&terms)[kStates]) {
+#pragma unroll
+  for (int q = 0; q < kStates; ++q) terms[q] = C(0);
+#pragma unroll
+  for (int r = 0; r < kMaxReaders; ++r) {
+    if (r < readers) {
+      C Cv[kStates];
+      load_shared(s.reader_C + (r * kChunkLen + step) * kMaxStates + g * kStates, Cv);
+      const C grad = s.reader_gy[(r * kRows + j) * kPad + step];
+#pragma unroll
+      for (int q = 0; q < kStates; ++q) terms[q] = fma(Cv[q], grad, terms[q]);
+    }
+  }
+}
+
+template <int kAreas, bool kReaders, typename T, typename C>
 __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job, bool vec) {
   extern __shared__ __align__(16) unsigned char smem[];
   const ScanArgs<T>& a = job.a;
@@ -203,9 +272,10 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
   const int64_t b = r.b, c0 = r.c0, c = r.c, row = r.row;
   const bool valid = r.valid;
 
-  const BackwardArrays<C> s = carve(reinterpret_cast<C*>(smem));
-  T* stage = reinterpret_cast<T*>(reinterpret_cast<C*>(smem) + shared_values(kAreas));
-  const ChannelArrays<T> arrays{a.u, a.delta, job.grad_y, a.z, a.z ? 4 : 3};
+  const int slots = kReaders ? job.reader_slots : 0;
+  const BackwardArrays<C> s = carve(reinterpret_cast<C*>(smem), kAreas, slots);
+  T* stage = reinterpret_cast<T*>(reinterpret_cast<C*>(smem) + shared_values(kAreas, slots));
+  const StagedArrays<T> arrays = staged_arrays<kReaders>(job);
   load_row_constants(a, c0, s.D, s.bias);
   C A2[kStates], Q[kStates], dA[kStates] = {};
   load_A2(a, r, A2);
@@ -225,7 +295,10 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
     const int64_t t0 = k * kChunkLen;
     __pipeline_wait_prior(0);
     __syncthreads();  // the chunk's copies have landed; the previous chunk's arrays are stored
-    convert_chunk(stage, a, r.live_rows, t0, s);
+    convert_chunk(stage, a, arrays.states, r.live_rows, t0, s);
+    if constexpr (kReaders) {
+      convert_readers(stage, static_cast<int>(N), arrays.states, a.z ? 4 : 3, job.readers, s);
+    }
     C h[kStates], a_t[kStates];
 #pragma unroll
     for (int q = 0; q < kStates; ++q) {
@@ -263,17 +336,19 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
       }
       // Reverse steps. parts[i][0..2]: this lane's sums over its states of A2 P, G B and C h.
       C parts[kSub * 3];
-      C* sums = s.sums + area * 2 * kSub * kSumStride;
+      C* sums = s.sums + area * 2 * kSub * kExchangeStride;
 #pragma unroll
       for (int i = kSub - 1; i >= 0; --i) {
         const int step = sc * kSub + i;
         C Bv[kStates], Cv[kStates], dBv[kStates], dCv[kStates];
         load_shared(s.B + step * kMaxStates + g * kStates, Bv);
         load_shared(s.C_ + step * kMaxStates + g * kStates, Cv);
-        C pd = C(0), pg = C(0), py = C(0);
+        C pd = C(0), pg = C(0), py = C(0), terms[kStates];
+        if constexpr (kReaders) reader_terms(s, job.readers, j, g, step, terms);
 #pragma unroll
         for (int q = 0; q < kStates; ++q) {
-          const C G = fma(Cv[q], gy[i], Q[q]);
+          C G = fma(Cv[q], gy[i], Q[q]);
+          if constexpr (kReaders) G += terms[q];
           const C aG = av[i][q] * G;
           const C P = aG * (i > 0 ? hv[i - 1][q] : h_sub[sc][q]);
           Q[q] = aG;
@@ -285,9 +360,9 @@ __device__ __forceinline__ void scan_backward_body(const BackwardJob<T, C>& job,
           dCv[q] = gy[i] * hv[i][q];
         }
         parts[i * 3] = pd, parts[i * 3 + 1] = pg, parts[i * 3 + 2] = py;
-        const int at = j * kMaxStates + exchange_group(j, g) * kStates;
-        store_shared(sums + i * kSumStride + at, dBv);
-        store_shared(sums + (kSub + i) * kSumStride + at, dCv);
+        const int at = exchange_slot(j, g * kStates);
+        store_shared(sums + i * kExchangeStride + at, dBv);
+        store_shared(sums + (kSub + i) * kExchangeStride + at, dCv);
       }
       // Lane g finishes step sc * kSub + g of its row (in place: the row's other lanes have
       // read that step's u, dsp and zc, before the shuffles).
@@ -343,22 +418,30 @@ template <int kMinBlocks, typename T, typename C>
 __global__ __launch_bounds__(kThreads,
                              kMinBlocks) void scan_backward_kernel(const BackwardJob<T, C> job,
                                                                    bool vec) {
-  scan_backward_body<exchange_areas(kMinBlocks)>(job, vec);
+  scan_backward_body<exchange_areas(kMinBlocks), kMinBlocks == kReadersBuild>(job, vec);
 }
 template <int kMinBlocks, typename T, typename C>
 __global__ __launch_bounds__(kThreads, kMinBlocks) void scan_backward_jobs_kernel(
     const __grid_constant__ JobTable<BackwardJob<T, C>> table, bool vec) {
-  scan_backward_body<exchange_areas(kMinBlocks)>(table.job[blockIdx.y], vec);
+  scan_backward_body<exchange_areas(kMinBlocks), kMinBlocks == kReadersBuild>(table.job[blockIdx.y],
+                                                                              vec);
 }
 
-// Launches the build for kMinBlocks blocks per SM.
+// Shared memory of a block of the build for kMinBlocks blocks per SM, with room for `slots`
+// readers.
+template <int kMinBlocks, typename S>
+size_t backward_smem(int64_t N, bool gated, int slots) {
+  const int64_t staged = staged_elements<S>(N, 2 + slots, (gated ? 4 : 3) + slots);
+  return sizeof(state_t<S>) *
+             static_cast<size_t>(shared_values(exchange_areas(kMinBlocks), slots)) +
+         sizeof(S) * static_cast<size_t>(staged);
+}
+
 template <int kMinBlocks, typename S>
 void launch_backward(const std::vector<BackwardJob<device_t<S>, state_t<S>>>& jobs, unsigned blocks,
-                     size_t staged_bytes, bool vec) {
+                     size_t smem, bool vec) {
   using T = device_t<S>;
   using C = state_t<S>;
-  const size_t smem =
-      sizeof(C) * static_cast<size_t>(shared_values(exchange_areas(kMinBlocks))) + staged_bytes;
   launch_jobs(scan_backward_kernel<kMinBlocks, T, C>, scan_backward_jobs_kernel<kMinBlocks, T, C>,
               jobs, blocks, smem, vec, "scan_backward_kernel");
 }
@@ -366,39 +449,87 @@ void launch_backward(const std::vector<BackwardJob<device_t<S>, state_t<S>>>& jo
 // Whether the 4-blocks build pays: the grid is more than one wave of 3 blocks per SM and 4 blocks
 // of it fit in an SM's shared memory (bf16 at N = 16; f32 stages twice the bytes).
 template <typename S>
-bool four_blocks_per_sm(int64_t grid, size_t staged_bytes) {
+bool four_blocks_per_sm(int64_t grid, size_t smem) {
   if (grid <= 3 * int64_t{multiprocessor_count()}) return false;
   auto kernel = scan_backward_jobs_kernel<4, device_t<S>, state_t<S>>;
-  const size_t smem =
-      sizeof(state_t<S>) * static_cast<size_t>(shared_values(exchange_areas(4))) + staged_bytes;
   allow_shared_memory(kernel, smem);
   int fit = 0;
   DSSM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, smem));
   return fit >= 4;
 }
 
+// How many readers one launch joins to a scan: kMaxReaders, or fewer where their shared memory
+// would pass the device's limit per block (f64).
+template <typename S>
+int reader_capacity(int64_t N, bool gated) {
+  const size_t limit = static_cast<size_t>(max_shared_memory_per_block());
+  int slots = kMaxReaders;
+  while (slots > 1 && backward_smem<kReadersBuild, S>(N, gated, slots) > limit) --slots;
+  return slots;
+}
+
+// The readers of `job` beyond `capacity`, as scans of their own: one reader's C and gradient in
+// the place of the scan's own (no D, no gate), joined by up to `capacity` more. G_t, and so du,
+// ddelta, dA, dB and ddelta_bias, are linear in its terms: these scans add into the job's dA, dB,
+// ddelta_bias and leave du, ddelta in `partial` buffers for the caller to add; their dC is
+// dropped (a reader's dC is computed by its own pass: ReadoutGradJob).
+struct Overflow {
+  std::vector<ScanBackwardJob> jobs;
+  std::vector<std::pair<Tensor, Tensor>> partial;  // (the job's du or ddelta, a share of it)
+};
+void split_readers(ScanBackwardJob& job, const Tensor& entry, int capacity, Overflow& overflow) {
+  std::vector<ScanReader> rest(job.readers.begin() + capacity, job.readers.end());
+  job.readers.resize(static_cast<size_t>(capacity));
+  for (size_t first = 0; first < rest.size(); first += static_cast<size_t>(capacity) + 1) {
+    const size_t end = std::min(rest.size(), first + static_cast<size_t>(capacity) + 1);
+    ScanInputs in = job.in;
+    in.C = rest[first].C, in.D = Tensor(), in.z = Tensor();
+    const ScanGradients& own = job.grads;
+    ScanGradients g = own;
+    g.du = Tensor::empty(own.du.shape(), own.du.dtype(), own.du.device());
+    g.ddelta = Tensor::empty(own.ddelta.shape(), own.ddelta.dtype(), own.ddelta.device());
+    g.dC = Tensor::zeros(own.dC.shape(), own.dC.dtype(), own.dC.device());
+    g.dD = Tensor(), g.dz = Tensor();
+    overflow.partial.push_back({own.du, g.du});
+    overflow.partial.push_back({own.ddelta, g.ddelta});
+    overflow.jobs.push_back(
+        {in, rest[first].grad, Tensor(), g, entry,
+         std::vector<ScanReader>(rest.begin() + first + 1, rest.begin() + end)});
+  }
+}
+
 }  // namespace
 
-void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
-  if (jobs.empty()) return;
-  const ScanInputs& in0 = jobs[0].in;
+void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs_in) {
+  if (jobs_in.empty()) return;
+  const ScanInputs& in0 = jobs_in[0].in;
   const unsigned blocks = row_blocks(in0, kRows);
   if (blocks == 0) return;
+  std::vector<ScanBackwardJob> jobs = jobs_in;
   bool vec = true;
   std::vector<Tensor> entries;  // the forward's, or computed here by the forward kernel
   std::vector<ScanForwardJob> missing;
+  size_t readers = 0;
   for (const ScanBackwardJob& j : jobs) {
     vec = vec && vector_access(j.in, {j.grad_y, j.grads.du, j.grads.ddelta, j.grads.dz});
+    for (const ScanReader& r : j.readers) vec = vec && vector_access(j.in, {r.C, r.grad});
     entries.push_back(j.chunk_entry.defined() ? j.chunk_entry : selective_scan_chunk_entry(j.in));
     if (!j.chunk_entry.defined()) missing.push_back({j.in, Tensor(), Tensor(), entries.back()});
+    readers = std::max(readers, j.readers.size());
   }
   selective_scan_forward(missing);
+  const int64_t N = in0.A.size(1);
+  const bool gated = in0.z.defined();
+  Overflow overflow;
   dispatch_floating(in0.u.dtype(), "selective_scan backward", [&]<typename S>() {
     using T = device_t<S>;
     using C = state_t<S>;
-    const int arrays = in0.z.defined() ? 4 : 3;
-    const size_t staged_bytes =
-        sizeof(S) * static_cast<size_t>(staged_elements<S>(in0.A.size(1), arrays));
+    const int capacity = reader_capacity<S>(N, gated);
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      if (std::ssize(jobs[j].readers) > capacity)
+        split_readers(jobs[j], entries[j], capacity, overflow);
+    }
+    const int slots = static_cast<int>(std::min<size_t>(readers, static_cast<size_t>(capacity)));
     std::vector<BackwardJob<T, C>> device_jobs;
     for (size_t j = 0; j < jobs.size(); ++j) {
       const ScanGradients& g = jobs[j].grads;
@@ -411,18 +542,38 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>& jobs) {
                                   state_data<S>(g.dD),
                                   state_data<S>(g.ddelta_bias),
                                   state_data<S>(entries[j])};
-      device_jobs.push_back({scan_args<S>(jobs[j].in), device_data<S>(jobs[j].grad_y),
-                             state_data<S>(jobs[j].grad_last_state), out});
+      BackwardJob<T, C> job{scan_args<S>(jobs[j].in),
+                            device_data<S>(jobs[j].grad_y),
+                            state_data<S>(jobs[j].grad_last_state),
+                            out,
+                            {},
+                            {},
+                            0,
+                            slots};
+      for (const ScanReader& r : jobs[j].readers) {
+        job.reader_C[job.readers] = device_data<S>(r.C);
+        job.reader_grad[job.readers++] = device_data<S>(r.grad);
+      }
+      device_jobs.push_back(job);
+    }
+    if (slots > 0) {
+      launch_backward<kReadersBuild, S>(device_jobs, blocks,
+                                        backward_smem<kReadersBuild, S>(N, gated, slots), vec);
+      return;
     }
     const int64_t grid = int64_t{blocks} * std::min<int64_t>(std::ssize(jobs), kMaxScanJobs);
     if constexpr (!std::is_same_v<C, double>) {  // f64 (gradcheck) keeps the 3-blocks build
-      if (four_blocks_per_sm<S>(grid, staged_bytes)) {
-        launch_backward<4, S>(device_jobs, blocks, staged_bytes, vec);
+      const size_t smem = backward_smem<4, S>(N, gated, 0);
+      if (four_blocks_per_sm<S>(grid, smem)) {
+        launch_backward<4, S>(device_jobs, blocks, smem, vec);
         return;
       }
     }
-    launch_backward<3, S>(device_jobs, blocks, staged_bytes, vec);
+    launch_backward<3, S>(device_jobs, blocks, backward_smem<3, S>(N, gated, 0), vec);
   });
+  if (overflow.jobs.empty()) return;
+  selective_scan_backward(overflow.jobs);
+  for (const auto& [total, share] : overflow.partial) total.copy_from(add(total, share));
 }
 
 }  // namespace dssm::cuda

@@ -242,6 +242,23 @@ __device__ __forceinline__ int convert_row(int k) {
   return static_cast<int>(threadIdx.x / kChunkLen) + k * kConvertRowsApart;
 }
 
+// Sums over the block's rows (the backward's dB and dC, the read-out's dC): each lane stores its
+// 4 states' values of a step into the step's row of an exchange area, kRows x 16 values (padded by
+// 16), where row j keeps state n at exchange_slot(j, n), so that the 16-byte stores of a quarter
+// warp (rows j0 .. j0 + 3 in two state groups: block_rows()) fill 8 distinct bank quads; after a
+// barrier, a thread adds one state of one step over the rows.
+constexpr int kExchangeStride = kRows * kMaxStates + kMaxStates;
+__device__ __forceinline__ int exchange_slot(int j, int n) {
+  return j * kMaxStates + (n ^ ((j & 2) * 4));
+}
+template <typename C>
+__device__ __forceinline__ C sum_exchange_rows(const C* step_values, int n) {
+  C total = C(0);
+#pragma unroll 8
+  for (int r = 0; r < kRows; ++r) total += step_values[exchange_slot(r, n)];
+  return total;
+}
+
 // D and the delta bias of the block's rows into shared memory (0 past the channels or when absent).
 template <typename T, typename C>
 __device__ void load_row_constants(const ScanArgs<T>& a, int64_t c0, C* D, C* bias) {
@@ -266,15 +283,27 @@ __device__ __forceinline__ void load_A2(const ScanArgs<T>& a, const BlockRows& r
 
 // ---- staging a chunk in shared memory -----------------------------------------------------------
 
+// The most deeper read-outs (ScanReader) one backward launch joins to a scan's own gradient.
+constexpr int kMaxReaders = 4;
+
 // The block's operands of one chunk, copied to shared memory (as stored, T) with cp.async while
-// the previous chunk is computed: rows of kChunkLen steps, first B[b, n] (N rows), then C[b, n]
-// (N rows), then up to four per-channel arrays (u, delta, grad_y, z), kRows rows each (the
-// block's channels c0 ..); backward's pass also stages the entry states of the chunk.
+// the previous chunk is computed: rows of kChunkLen steps, first the per-state arrays, N rows each
+// (B[b, n], C[b, n], then the readers' C in the backward), then the per-channel arrays, kRows rows
+// each of the block's channels c0 .. (u, delta, and grad_y, z, the readers' gradients in the
+// backward); the backward also stages the entry states of the chunk.
+// (Its arrays are only indexed by constants or through at(), which keeps them in registers.)
 template <typename T>
-struct ChannelArrays {
-  const T *p0, *p1, *p2, *p3;
-  int count;
-  __device__ const T* at(int i) const { return i == 0 ? p0 : i == 1 ? p1 : i == 2 ? p2 : p3; }
+struct StagedArrays {
+  const T* state[2 + kMaxReaders];
+  int states;
+  const T* channel[4 + kMaxReaders];
+  int channels;
+  __device__ const T* state_at(int p) const {
+    const T* chosen = state[0];
+#pragma unroll
+    for (int i = 1; i < 2 + kMaxReaders; ++i) chosen = p == i ? state[i] : chosen;
+    return chosen;
+  }
 };
 
 // B and C rows are one 16-byte vector longer than a chunk: the transpose below reads a column of
@@ -284,23 +313,29 @@ template <typename T>
 constexpr int kStagedBCStride = kChunkLen + 16 / static_cast<int>(sizeof(T));
 
 template <typename T>
-__host__ __device__ constexpr int64_t staged_elements(int64_t N, int arrays) {
-  return 2 * N * kStagedBCStride<T> + arrays * kRows * kChunkLen;
+__host__ __device__ constexpr int64_t staged_elements(int64_t N, int states, int channels) {
+  return states * N * kStagedBCStride<T> + channels * kRows * kChunkLen;
 }
 
-// Channel array p (kRows rows of kChunkLen steps) of a staged chunk.
+// Per-state array p (N rows of kStagedBCStride) and per-channel array p (kRows rows of kChunkLen
+// steps) of a chunk staged with `states` per-state arrays.
 template <typename T>
-__device__ __forceinline__ const T* staged_channel(const T* staged, int N, int p) {
-  return staged + 2 * N * kStagedBCStride<T> + p * kRows * kChunkLen;
+__device__ __forceinline__ const T* staged_state(const T* staged, int N, int p) {
+  return staged + p * N * kStagedBCStride<T>;
+}
+template <typename T>
+__device__ __forceinline__ const T* staged_channel(const T* staged, int N, int states, int p) {
+  return staged + states * N * kStagedBCStride<T> + p * kRows * kChunkLen;
 }
 
 // The states entering a chunk, staged [n][kEntryStride]: with two columns of padding, the 4 lanes
 // of a row (state groups 4 states apart) read 4 different banks.
 constexpr int kEntryStride = kRows + 2;
 
-// B and C of a staged chunk ([n][step], T) transposed into f32 [step][16] (0 past N), so that a
-// thread reads its 4 values of B_t or C_t with one 16-byte load shared by every row of a warp. All
-// loads come before the stores, which the compiler could not move them past.
+// B and C of a staged chunk ([n][step], T; per-state arrays 0 and 1) transposed into f32
+// [step][16] (0 past N), so that a thread reads its 4 values of B_t or C_t with one 16-byte load
+// shared by every row of a warp. All loads come before the stores, which the compiler could not
+// move them past.
 template <typename T, typename C>
 __device__ void transpose_B_C(const T* staged, int N, C* B, C* C_) {
   static_assert(kThreads % kMaxStates == 0, "a fixed state per thread");
@@ -319,6 +354,20 @@ __device__ void transpose_B_C(const T* staged, int N, C* B, C* C_) {
     B[st * kMaxStates + n] = Bv[k];
     C_[st * kMaxStates + n] = Cv[k];
   }
+}
+
+// One staged per-state array ([n][step], T) transposed into f32 [step][16], as transpose_B_C.
+template <typename T, typename C>
+__device__ void transpose_state_array(const T* rows, int N, C* out) {
+  constexpr int kStepsApart = kThreads / kMaxStates, kSteps = kChunkLen / kStepsApart;
+  const int n = threadIdx.x % kMaxStates, first = threadIdx.x / kMaxStates;
+  C v[kSteps];
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    v[k] = n < N ? to_compute(rows[n * kStagedBCStride<T> + first + k * kStepsApart]) : C(0);
+  }
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) out[(first + k * kStepsApart) * kMaxStates + n] = v[k];
 }
 
 // One 16-byte vector of a staged row: src[t .. t + 16 bytes) to dst, with cp.async when it lies
@@ -341,27 +390,27 @@ __device__ __forceinline__ void stage_vector(T* dst, const T* src, int64_t t, in
 // so it finds the row's offset once. With entry_src: also entry_src[n * rows + row0 + j] (the
 // states entering the chunk of the block's rows) into entry_dst[n * kEntryStride + j].
 template <typename T, typename C>
-__device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const ChannelArrays<T>& arrays, int64_t b,
+__device__ void stage_chunk(T* dst, const ScanArgs<T>& a, const StagedArrays<T>& arrays, int64_t b,
                             int64_t c0, int64_t t0, bool vec, const C* entry_src, C* entry_dst) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   constexpr int kVecs = kChunkLen / kPerVec;
   const int N = static_cast<int>(a.N);
   const int64_t L = a.length;
-  for (int i = threadIdx.x; i < 2 * N * kVecs; i += blockDim.x) {  // B, then C
-    const int row = i / kVecs, v = i % kVecs;
-    const T* src = row < N ? a.B + (b * N + row) * L : a.C + (b * N + row - N) * L;
+  for (int i = threadIdx.x; i < arrays.states * N * kVecs; i += blockDim.x) {
+    const int row = i / kVecs, v = i % kVecs;  // row n of per-state array row / N
+    const T* src = arrays.state_at(row / N) + (b * N + row % N) * L;
     stage_vector(dst + row * kStagedBCStride<T> + v * kPerVec, src, t0 + v * kPerVec, L, true, vec);
   }
-  T* channel_dst = dst + 2 * N * kStagedBCStride<T>;
+  T* channel_dst = dst + arrays.states * N * kStagedBCStride<T>;
   for (int i = threadIdx.x; i < kRows * kVecs; i += blockDim.x) {
     const int j = i / kVecs, v = i % kVecs;
     const bool ok = c0 + j < a.channels;
     const int64_t offset = (b * a.channels + c0 + j) * L, t = t0 + v * kPerVec;
 #pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      if (p < arrays.count) {
-        stage_vector(channel_dst + (p * kRows + j) * kChunkLen + v * kPerVec, arrays.at(p) + offset,
-                     t, L, ok, vec);
+    for (int p = 0; p < 4 + kMaxReaders; ++p) {
+      if (p < arrays.channels) {
+        stage_vector(channel_dst + (p * kRows + j) * kChunkLen + v * kPerVec,
+                     arrays.channel[p] + offset, t, L, ok, vec);
       }
     }
   }

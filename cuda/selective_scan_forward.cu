@@ -42,8 +42,8 @@ template <typename T, typename C>
 __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_rows, int64_t t0,
                               const StepArrays<C>& s) {
   const int N = static_cast<int>(a.N);
-  const T *u = staged_channel(staged, N, 0), *delta = staged_channel(staged, N, 1),
-          *z = staged_channel(staged, N, 2);
+  const T *u = staged_channel(staged, N, 2, 0), *delta = staged_channel(staged, N, 2, 1),
+          *z = staged_channel(staged, N, 2, 2);
   // A thread loads all of its values before storing any: a load issued after a store to shared
   // memory waits for it, as the compiler cannot tell the staged chunk and the arrays apart.
   const int step = threadIdx.x % kChunkLen;
@@ -101,7 +101,7 @@ __device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, b
                         base + 4 * kRows * kPad + 2 * kChunkLen * kMaxStates,
                         base + 4 * kRows * kPad + 2 * kChunkLen * kMaxStates + kRows};
   T* stage = reinterpret_cast<T*>(base + shared_values());
-  const ChannelArrays<T> arrays{a.u, a.delta, a.z, nullptr, a.z ? 3 : 2};
+  const StagedArrays<T> arrays{{a.B, a.C}, 2, {a.u, a.delta, a.z}, a.z ? 3 : 2};
   load_row_constants(a, c0, s.D, s.bias);
   C h[kStates] = {}, A2[kStates];
   load_A2(a, r, A2);
@@ -189,9 +189,9 @@ void launch_forward(const std::vector<ScanForwardJob>& jobs, bool vec) {
   using T = device_t<S>;
   using C = state_t<S>;
   const ScanInputs& in0 = jobs[0].in;
-  const int64_t arrays = in0.z.defined() ? 3 : 2;
+  const int arrays = in0.z.defined() ? 3 : 2;
   const size_t smem = sizeof(C) * static_cast<size_t>(shared_values()) +
-                      sizeof(S) * static_cast<size_t>(staged_elements<S>(in0.A.size(1), arrays));
+                      sizeof(S) * static_cast<size_t>(staged_elements<S>(in0.A.size(1), 2, arrays));
   std::vector<ForwardJob<T, C>> device_jobs;
   for (const ScanForwardJob& job : jobs) {
     device_jobs.push_back({scan_args<S>(job.in), job.y.defined() ? device_data<S>(job.y) : nullptr,

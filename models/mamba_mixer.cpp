@@ -67,6 +67,11 @@ MambaMixer::MambaMixer(const MambaConfig& config, int64_t layer, Generator& gen)
     dense_ = register_module("dense", std::make_shared<nn::DenseHiddenConnection>(
                                           layer, d, di, config.dense_options, gen));
   }
+  if (config.dense && config.dense_variant == "paper") {
+    for (int64_t k = 1; k <= config.dense_options.m && layer + k < config.n_layers; ++k) {
+      if (nn::dense_inputs_of_layer(layer + k, config.dense_options) >= k) readers_ = k;
+    }
+  }
 
   // mamba_ssm's initialisation: PyTorch's default Linear init U(+-1/sqrt(fan_in)), out_proj
   // scaled down by sqrt(n_layers) (the GPT-2 residual rescaling), dt_proj.weight
@@ -150,16 +155,6 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
     for (const DenseSource& prev : previous) scans.push_back(prev.scan);
     return scans;
   };
-  if (fuse && paper && !final_state) {
-    // The layer's own read-out C h^l is a scan read out by C like the m sources': all m + 1 in
-    // one pass (prefill, which needs this layer's last state, runs its own scan below).
-    std::vector<ScanSource> scans = shallower();
-    scans.insert(scans.begin(), s);
-    std::vector<Tensor> readouts = cross_layer_readout(scans, C);
-    const Tensor own = readouts.front();
-    readouts.erase(readouts.begin());
-    return out_proj_->forward(fused(own, readouts).transpose(1, 2));
-  }
   ScanInputs in{.u = s.u,
                 .delta = s.delta,
                 .A = s.A,
@@ -170,6 +165,23 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                 .delta_bias = s.delta_bias,
                 .delta_softplus = true};
   if (fuse && paper) in.D = Tensor(), in.z = Tensor();  // the read-out C h alone
+  if (config_.dense && paper && !final_state) {
+    // The own scan and the read-outs of the shallower layers' states in one pass, whose backward
+    // leaves those layers' reverse walks to their own passes (prefill, which needs this layer's
+    // last state, runs its own scan below).
+    std::vector<Tensor> handles;
+    for (size_t i = 0; i < previous.size(); ++i) {
+      DSSM_CHECK(previous[i].handles.size() > i, "MambaMixer",
+                 "the source at distance {} brings {} handles, none for this layer (were the "
+                 "shallower layers run with a final state, as in prefill?)",
+                 i + 1, previous[i].handles.size());
+      handles.push_back(previous[i].handles[i]);
+    }
+    DenseReadouts pass = dense_readout_pass(in, shallower(), handles, readers_);
+    source.handles = std::move(pass.handles);
+    const Tensor y = fuse ? fused(pass.own, pass.readouts) : pass.own;
+    return out_proj_->forward(y.transpose(1, 2));
+  }
   const ScanResult scan = selective_scan(in, final_state != nullptr);
   if (final_state) final_state->ssm = scan.last_state;
   Tensor y = scan.y;

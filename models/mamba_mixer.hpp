@@ -35,7 +35,10 @@ namespace dssm::models {
 // What a layer hands to the deeper layers that fuse it (parallel form).
 struct DenseSource {
   ScanSource scan;  // "paper": the inputs of this layer's scan, re-run with a deeper layer's C
-  Tensor x;         // "input": this layer's SSM input [batch, di, length], before its own fusion
+  // "paper", outside prefill: handles[i] for the deeper layer at distance i + 1, through which
+  // that layer's backward hands its read-out's gradient to this layer's scan (dense_readout_pass)
+  std::vector<Tensor> handles;
+  Tensor x;  // "input": this layer's SSM input [batch, di, length], before its own fusion
 };
 
 // A layer's carried recurrent state: the last d_conv - 1 conv inputs and the SSM state h.
@@ -90,6 +93,8 @@ class MambaMixer : public nn::Module {
   Tensor D_;
   std::shared_ptr<nn::Linear> out_proj_;
   std::shared_ptr<nn::DenseHiddenConnection> dense_;  // DenseMamba only
+  // "paper": the distance to the farthest deeper layer that reads this layer's states (0: none)
+  int64_t readers_ = 0;
 };
 
 }  // namespace dssm::models

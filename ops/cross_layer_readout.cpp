@@ -1,13 +1,18 @@
-// Cross-layer read-out of DenseMamba (see the header for the equation). Each r_j is the selective
-// scan of source j's inputs read out by this layer's C: all of them run in one pass of the scan
-// kernels (selective_scans_shared_C), whose backward recomputes the sources' states chunk by
-// chunk and sums dC over the sources as it goes.
+// Cross-layer read-out of DenseMamba (see the header for the equations). Each r_j is the selective
+// scan of source j's inputs read out by this layer's C. cross_layer_readout runs them all in one
+// pass of the scan kernels (selective_scans_shared_C), whose backward recomputes the sources'
+// states chunk by chunk and sums dC over the sources as it goes. dense_readout_pass adds the
+// layer's own scan and, in its backward, computes only the read-outs' dC here (ReadoutGradJob),
+// handing the rest of their gradient to the sources' own passes through the handles.
 #include "ops/cross_layer_readout.hpp"
 
+#include "autograd/grad_mode.hpp"
+#include "autograd/graph.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
 #include "ops/registry.hpp"
-#include "ops/selective_scan.hpp"
+#include "ops/selective_scan_dispatch.hpp"
+#include "ops/shape.hpp"
 
 namespace dssm {
 
@@ -26,6 +31,108 @@ std::vector<Tensor> cross_layer_readout(const std::vector<ScanSource>& sources, 
                      .delta_softplus = s.delta_softplus});
   }
   return selective_scans_shared_C(scans, C);
+}
+
+namespace {
+
+// The scan inputs of a source, read out by C.
+ScanInputs read_out_by(const ScanSource& s, const Tensor& C) {
+  return {.u = s.u,
+          .delta = s.delta,
+          .A = s.A,
+          .B = s.B,
+          .C = C,
+          .delta_bias = s.delta_bias,
+          .delta_softplus = s.delta_softplus};
+}
+
+// A handle's gradient dL/dh = grad_r ⊗ C, packed [batch, channels + N, length] (see the header),
+// as the reader the scan's backward takes.
+ScanReader unpack_reader(const Tensor& packed, int64_t channels, int64_t N) {
+  return {.C = packed.narrow(1, channels, N).contiguous(),
+          .grad = packed.narrow(1, 0, channels).contiguous()};
+}
+
+}  // namespace
+
+DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSource>& sources,
+                                 const std::vector<Tensor>& source_handles, int64_t readers) {
+  using namespace scan_dispatch;
+  const char* op = "dense_readout_pass";
+  DSSM_CHECK(source_handles.size() == sources.size(), op,
+             "expected one handle per source ({}), got {}", sources.size(), source_handles.size());
+  DSSM_CHECK(readers >= 0, op, "expected a count of readers >= 0, got {}", readers);
+  const ScanInputs own_in = checked_operands(own, false, op);
+  const int64_t batch = own_in.u.size(0), channels = own_in.u.size(1), N = own_in.A.size(1);
+  const int64_t length = own_in.u.size(2);
+  const Shape packed{batch, channels + N, length};
+  std::vector<ScanInputs> source_ins;
+  for (size_t j = 0; j < sources.size(); ++j) {
+    source_ins.push_back(checked_operands(read_out_by(sources[j], own_in.C), false, op));
+    DSSM_CHECK(
+        source_ins[j].u.shape() == own_in.u.shape() && source_ins[j].A.shape() == own_in.A.shape(),
+        op, "expected source {} of the own scan's shapes (u {}, A {}), got u {}, A {}", j,
+        describe(own_in.u), describe(own_in.A), describe(source_ins[j].u),
+        describe(source_ins[j].A));
+    const Tensor& h = source_handles[j];
+    DSSM_CHECK(h.defined() && h.shape() == packed && h.dtype() == own_in.u.dtype() &&
+                   h.device() == own_in.u.device(),
+               op, "expected source {}'s handle {}{} on {} (from its dense_readout_pass), got {}",
+               j, dtype_name(own_in.u.dtype()), shape_str(packed), own_in.u.device().str(),
+               h.defined() ? describe(h) : "none");
+  }
+  std::vector<Tensor> differentiable{own.u, own.delta, own.A, own.B,
+                                     own.C, own.D,     own.z, own.delta_bias};
+  differentiable.insert(differentiable.end(), source_handles.begin(), source_handles.end());
+  const bool backward_follows = grad_enabled() && any_requires_grad(differentiable);
+
+  // Forward: the own scan (keeping its chunk entry states for its backward) and the sources' scans
+  // read out by C, in one launch when they have the same operands.
+  DenseReadouts out;
+  out.own = Tensor::empty(own_in.u.shape(), own_in.u.dtype(), own_in.u.device());
+  const Tensor entry = chunk_entry_for(own_in, backward_follows);
+  std::vector<ScanForwardJob> jobs{{own_in, out.own, Tensor(), entry}};
+  if (own_in.D.defined() || own_in.z.defined()) {
+    scan_forward(jobs);
+    jobs.clear();
+  }
+  for (const ScanInputs& in : source_ins) {
+    out.readouts.push_back(Tensor::empty(in.u.shape(), in.u.dtype(), in.u.device()));
+    jobs.push_back({in, out.readouts.back(), Tensor(), Tensor()});
+  }
+  scan_forward(jobs);
+  const Tensor zero = Tensor::zeros({1, 1, 1}, own_in.u.dtype(), own_in.u.device());
+  for (int64_t k = 0; k < readers; ++k) out.handles.push_back(zero.expand(packed));
+
+  std::vector<Tensor> outputs{out.own};
+  outputs.insert(outputs.end(), out.readouts.begin(), out.readouts.end());
+  outputs.insert(outputs.end(), out.handles.begin(), out.handles.end());
+  record(
+      op, differentiable, outputs, [own_in, source_ins, entry, readers](const BackwardArgs& args) {
+        const size_t m = source_ins.size();
+        const int64_t channels = own_in.u.size(1), N = own_in.A.size(1);
+        const DType dtype = own_in.u.dtype();
+        const Tensor dC =
+            Tensor::zeros(own_in.C.shape(), scan_state_dtype(dtype), own_in.C.device());
+        // dC of the sources' read-outs: forward walks over their states.
+        std::vector<ReadoutGradJob> dC_jobs;
+        for (size_t j = 0; j < m; ++j) {
+          dC_jobs.push_back({source_ins[j], args.grad(1 + j).contiguous(), dC});
+        }
+        readout_dC(dC_jobs);
+        // The own scan's backward, joined by its deeper readers' gradients.
+        std::vector<ScanReader> deeper;
+        for (int64_t k = 0; k < readers; ++k) {
+          deeper.push_back(unpack_reader(args.grad(1 + m + static_cast<size_t>(k)), channels, N));
+        }
+        const ScanGradients g = new_gradients(own_in, dC);
+        scan_backward({{own_in, args.grad(0).contiguous(), Tensor(), g, entry, deeper}});
+        std::vector<Tensor> grads = operand_gradients(g, dtype);
+        // The sources' handles: their states' gradient in factors (grad r_j, C).
+        for (size_t j = 0; j < m; ++j) grads.push_back(concat({args.grad(1 + j), own_in.C}, 1));
+        return grads;
+      });
+  return out;
 }
 
 std::vector<Tensor> cross_layer_readout_step(const std::vector<Tensor>& states, const Tensor& C_t) {
@@ -69,6 +176,47 @@ const OpRegistration kCrossLayerReadout{
            const std::vector<Tensor> r = cross_layer_readout(
                {{in[0], in[1], in[2], in[3]}, {in[4], in[5], in[6], in[7], in[8], true}}, in[9]);
            return r[0] + r[1] * 0.5;
+         }}};
+
+// Three layers' passes chained through their handles: layer 0 with D and a gate, read by layers
+// 1 and 2; layer 1 with a delta bias and softplus, read by layer 2.
+const OpRegistration kDenseReadoutPass{
+    {.name = "dense_readout_pass",
+     .make_inputs =
+         [](Generator& g) {
+           std::vector<Tensor> in;
+           for (int l = 0; l < 3; ++l) {
+             in.push_back(random_normal(g, {2, 3, 7}));             // u
+             in.push_back(random_uniform(g, {2, 3, 7}, 0.1, 0.8));  // delta
+             in.push_back(random_uniform(g, {3, 4}, -1.5, -0.2));   // A
+             in.push_back(random_normal(g, {2, 4, 7}));             // B
+             in.push_back(random_normal(g, {2, 4, 7}));             // C
+           }
+           in.push_back(random_normal(g, {3}));        // layer 0's D
+           in.push_back(random_normal(g, {2, 3, 7}));  // layer 0's z
+           in.push_back(random_normal(g, {3}) * 0.3);  // layer 1's delta_bias
+           return in;
+         },
+     .run =
+         [](const std::vector<Tensor>& in) {
+           auto layer = [&](int l) {
+             return ScanInputs{.u = in[5 * l],
+                               .delta = in[5 * l + 1],
+                               .A = in[5 * l + 2],
+                               .B = in[5 * l + 3],
+                               .C = in[5 * l + 4]};
+           };
+           ScanInputs own0 = layer(0), own1 = layer(1);
+           own0.D = in[15], own0.z = in[16];
+           own1.delta_bias = in[17], own1.delta_softplus = true;
+           const ScanSource s0{own0.u, own0.delta, own0.A, own0.B};
+           const ScanSource s1{own1.u, own1.delta, own1.A, own1.B, own1.delta_bias, true};
+           const DenseReadouts p0 = dense_readout_pass(own0, {}, {}, 2);
+           const DenseReadouts p1 = dense_readout_pass(own1, {s0}, {p0.handles[0]}, 1);
+           const DenseReadouts p2 =
+               dense_readout_pass(layer(2), {s1, s0}, {p1.handles[0], p0.handles[1]}, 0);
+           return p0.own + p1.own * 0.7 + p1.readouts[0] * 0.5 + p2.own * 0.3 +
+                  p2.readouts[0] * 0.9 + p2.readouts[1] * 1.1;
          }}};
 
 }  // namespace

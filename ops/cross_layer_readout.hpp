@@ -10,6 +10,7 @@
 
 #include <vector>
 
+#include "ops/selective_scan.hpp"
 #include "tensor/tensor.hpp"
 
 namespace dssm {
@@ -26,6 +27,37 @@ struct ScanSource {
 // One r_j [batch, channels, length] per source, read out by C [batch, N, length].
 // Differentiable in every source input and in C.
 std::vector<Tensor> cross_layer_readout(const std::vector<ScanSource>& sources, const Tensor& C);
+
+// DenseMamba's pass of one layer l in training: its own selective scan (read out by its C, with
+// its D and gate when given) and the read-outs r_j = C h^j of the m shallower layers' states by the
+// same C, whose backward does not re-run the shallower layers' scans backward.
+//
+// Why: the read-out r_j adds C_t grad_t to dL/dh^j_t, the gradient of layer j's states. Run as
+// cross_layer_readout, each read-out walks layer j's recurrence backward on its own, so layer j's
+// inputs get m + 1 reverse walks. Here layer l's backward computes only dC (a forward walk over
+// h^j, ReadoutGradJob) and hands (grad r_j, C) to layer j's pass, whose one reverse walk then adds
+// C_t grad_t of all its readers to its own term (ScanReader). Each of these m + 1 terms costs one
+// multiply-add per state and step instead of a whole backward scan.
+//
+// The hand-over travels through autograd: each pass returns `readers` handles, outputs that stand
+// for its states h^l [batch, channels, N, length] (never held; a handle's value is zero, an
+// expanded scalar). A deeper layer's pass takes the handle as an input, and its backward returns as
+// the handle's gradient dL/dh^l = grad_r ⊗ C in its two factors, packed [batch, channels + N,
+// length]: first grad_r, then C. So layer l's backward runs before layer j's, as the graph's edges
+// say, and the gradients of layer j's inputs come from layer j's pass alone. A handle is meant for
+// exactly one pass (two would add their factors, which is not the sum of the products).
+struct DenseReadouts {
+  Tensor own;                    // the own scan's output [batch, channels, length]
+  std::vector<Tensor> readouts;  // r_j [batch, channels, length], one per source
+  std::vector<Tensor> handles;   // one per deeper reader, nearest first
+};
+
+// own: this layer's scan (C required; D, z optional). sources: the shallower layers' scan inputs,
+// nearest first, each with the handle it returned for this layer (source_handles[j]). readers: how
+// many deeper layers will read this layer's states. Differentiable in own's operands (sources'
+// inputs through their own passes).
+DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSource>& sources,
+                                 const std::vector<Tensor>& source_handles, int64_t readers);
 
 // One token, over the carried states of the sources (each [batch, channels, N], as updated by
 // selective_scan_step) and this layer's C_t [batch, N]: r_j[b, c] = sum_n C_t[b, n] h_j[b, c, n],

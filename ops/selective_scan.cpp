@@ -28,16 +28,19 @@
 #include "ops/host_fallback.hpp"
 #include "ops/reduce.hpp"
 #include "ops/registry.hpp"
+#include "ops/selective_scan_dispatch.hpp"
 
 namespace dssm {
 namespace {
 
 constexpr int64_t kChunk = 64;
 
+}  // namespace
+
+namespace scan_dispatch {
+
 // ---- shape contract ----------------------------------------------------------------------------
 
-// Checks the operands (full sequence when `step` is false, one token when true) and returns them
-// detached and contiguous, ready for a kernel.
 ScanInputs checked_operands(const ScanInputs& in, bool step, const char* op) {
   const int64_t rank = step ? 2 : 3;
   DSSM_CHECK(
@@ -71,6 +74,10 @@ ScanInputs checked_operands(const ScanInputs& in, bool step, const char* op) {
           .delta_softplus = in.delta_softplus};
 }
 
+}  // namespace scan_dispatch
+
+namespace {
+
 // ---- CPU kernels -------------------------------------------------------------------------------
 
 // Raw pointers and sizes of checked operands, read in the compute type C.
@@ -86,7 +93,7 @@ struct ScanView {
         delta(in.delta.data<T>()),
         A(in.A.data<T>()),
         B(in.B.data<T>()),
-        C_(in.C.data<T>()),
+        C_(in.C.defined() ? in.C.data<T>() : nullptr),
         D(in.D.defined() ? in.D.data<T>() : nullptr),
         z(in.z.defined() ? in.z.data<T>() : nullptr),
         bias(in.delta_bias.defined() ? in.delta_bias.data<T>() : nullptr),
@@ -108,16 +115,29 @@ struct ScanView {
   C c_at(int64_t b, int64_t n, int64_t t) const { return C_[(b * N + n) * length + t]; }
 };
 
-// Advances h (N values) by one step at time t of row (b, c); returns sum_n C_t h_t.
+// Advances h (N values) by one step at time t of row (b, c).
 template <typename T, typename C = compute_t<T>>
-C advance(const ScanView<T>& v, int64_t b, int64_t c, int64_t t, C dt, C u, C* h) {
-  C y = 0;
+void advance_states(const ScanView<T>& v, int64_t b, int64_t c, int64_t t, C dt, C u, C* h) {
   for (int64_t n = 0; n < v.N; ++n) {
     h[n] = math::exp(dt * v.a(c, n)) * h[n] + dt * v.b_at(b, n, t) * u;
-    y += v.c_at(b, n, t) * h[n];
   }
+}
+
+// Advances h by one step and returns the read-out sum_n C_t h_t.
+template <typename T, typename C = compute_t<T>>
+C advance(const ScanView<T>& v, int64_t b, int64_t c, int64_t t, C dt, C u, C* h) {
+  advance_states(v, b, c, t, dt, u, h);
+  C y = 0;
+  for (int64_t n = 0; n < v.N; ++n) y += v.c_at(b, n, t) * h[n];
   return y;
 }
+
+// A deeper read-out of the scan's states (ScanReader): C [batch, N, length] and its gradient
+// [batch, channels, length].
+template <typename T>
+struct ReaderView {
+  const T *C, *grad;
+};
 
 template <typename T>
 void cpu_scan_forward(const ScanInputs& in, const Tensor& y_out, const Tensor& last_state) {
@@ -143,9 +163,11 @@ void cpu_scan_forward(const ScanInputs& in, const Tensor& y_out, const Tensor& l
 
 template <typename T>
 void cpu_scan_backward(const ScanInputs& in, const Tensor& grad_y, const Tensor& grad_last,
-                       const ScanGradients& g) {
+                       const ScanGradients& g, const std::vector<ScanReader>& readers) {
   using C = compute_t<T>;
   const ScanView<T> v(in);
+  std::vector<ReaderView<T>> reads;
+  for (const ScanReader& r : readers) reads.push_back({r.C.data<T>(), r.grad.data<T>()});
   const int64_t L = v.length, N = v.N, chunks = (L + kChunk - 1) / kChunk;
   const T* gy_in = grad_y.data<T>();
   const C* glast = grad_last.defined() ? grad_last.data<C>() : nullptr;
@@ -203,6 +225,9 @@ void cpu_scan_backward(const ScanInputs& in, const Tensor& grad_y, const Tensor&
               const int64_t bnt = (b * N + n) * L + t;
               const C a = math::exp(dt * v.a(c, n));
               G[n] += v.c_at(b, n, t) * gy;
+              for (const ReaderView<T>& r : reads) {  // the deeper read-outs' C_t grad_t
+                G[n] += static_cast<C>(r.C[bnt]) * static_cast<C>(r.grad[row + t]);
+              }
               dC_local[bnt] += gy * h[n];
               dB_local[bnt] += G[n] * dt * u;
               dA[c * N + n] += G[n] * h_prev[n] * a * dt;
@@ -220,6 +245,38 @@ void cpu_scan_backward(const ScanInputs& in, const Tensor& grad_y, const Tensor&
     }
     const std::lock_guard<std::mutex> lock(merge);
     for (size_t i = 0; i < dB_local.size(); ++i) dB[i] += dB_local[i], dC[i] += dC_local[i];
+  }
+}
+
+// dC[b, n, t] += sum_c grad[b, c, t] h_t[n] (ReadoutGradJob): the states walked forward, each
+// thread owning whole channels and its own dC, merged at the end.
+template <typename T>
+void cpu_readout_dC(const ScanInputs& in, const Tensor& grad_in, const Tensor& dC_out) {
+  using C = compute_t<T>;
+  const ScanView<T> v(in);
+  const int64_t L = v.length, N = v.N;
+  const T* grad = grad_in.data<T>();
+  C* dC = dC_out.data<C>();
+  std::mutex merge;
+#pragma omp parallel if (v.batch * v.channels * L * N > 32768)
+  {
+    std::vector<C> dC_local(static_cast<size_t>(v.batch * N * L), C(0));
+    std::vector<C> h(static_cast<size_t>(N));
+#pragma omp for
+    for (int64_t c = 0; c < v.channels; ++c) {
+      for (int64_t b = 0; b < v.batch; ++b) {
+        const int64_t row = (b * v.channels + c) * L;
+        std::fill(h.begin(), h.end(), C(0));
+        for (int64_t t = 0; t < L; ++t) {
+          advance_states(v, b, c, t, v.dt(v.pre_dt(c, row + t)), static_cast<C>(v.u[row + t]),
+                         h.data());
+          const C g = static_cast<C>(grad[row + t]);
+          for (int64_t n = 0; n < N; ++n) dC_local[(b * N + n) * L + t] += g * h[n];
+        }
+      }
+    }
+    const std::lock_guard<std::mutex> lock(merge);
+    for (size_t i = 0; i < dC_local.size(); ++i) dC[i] += dC_local[i];
   }
 }
 
@@ -261,8 +318,11 @@ ScanInputs to_cpu(const ScanInputs& in) {
           to_cpu(in.D), to_cpu(in.z),     to_cpu(in.delta_bias), in.delta_softplus};
 }
 
-// The forward of every job: one CUDA launch for all of them when they fit the kernels (the jobs
-// of a pass share their shapes), else the CPU kernel job by job (on host copies for GPU tensors).
+}  // namespace
+
+namespace scan_dispatch {
+
+// The forward: the CPU kernel job by job when the CUDA kernels do not fit.
 void scan_forward(const std::vector<ScanForwardJob>& jobs) {
   if (jobs.empty()) return;
   if (cuda_kernel_fits(jobs[0].in)) return cuda::selective_scan_forward(jobs);
@@ -280,9 +340,7 @@ void scan_forward(const std::vector<ScanForwardJob>& jobs) {
   }
 }
 
-// The gradient buffers of one scan as ScanGradients documents them; dC is `shared_dC` when
-// given (scans read out by one C add into one buffer).
-ScanGradients new_gradients(const ScanInputs& in, const Tensor& shared_dC = Tensor()) {
+ScanGradients new_gradients(const ScanInputs& in, const Tensor& shared_dC) {
   const DType dtype = in.u.dtype(), state = scan_state_dtype(dtype);
   const Device device = in.u.device();
   auto zeros = [&](const Tensor& like, DType type) {
@@ -306,40 +364,75 @@ ScanGradients new_gradients(const ScanInputs& in, const Tensor& shared_dC = Tens
 void scan_backward(const std::vector<ScanBackwardJob>& jobs) {
   if (jobs.empty()) return;
   if (cuda_kernel_fits(jobs[0].in)) return cuda::selective_scan_backward(jobs);
-  auto run = [](const ScanInputs& x, const Tensor& gy, const Tensor& glast,
-                const ScanGradients& g) {
+  auto run = [](const ScanInputs& x, const Tensor& gy, const Tensor& glast, const ScanGradients& g,
+                const std::vector<ScanReader>& readers) {
     dispatch_floating(x.u.dtype(), "selective_scan backward",
-                      [&]<typename T>() { cpu_scan_backward<T>(x, gy, glast, g); });
+                      [&]<typename T>() { cpu_scan_backward<T>(x, gy, glast, g, readers); });
   };
   for (const ScanBackwardJob& job : jobs) {
     const ScanGradients& g = job.grads;
     if (!job.in.u.is_cuda()) {
-      run(job.in, job.grad_y, job.grad_last_state, g);
+      run(job.in, job.grad_y, job.grad_last_state, g, job.readers);
       continue;
     }
+    std::vector<ScanReader> readers;
+    for (const ScanReader& r : job.readers) readers.push_back({to_cpu(r.C), to_cpu(r.grad)});
     on_host({g.du, g.ddelta, g.dA, g.dB, g.dC, g.dD, g.dz, g.ddelta_bias},
             [&](const std::vector<Tensor>& h) {
               run(to_cpu(job.in), to_cpu(job.grad_y), to_cpu(job.grad_last_state),
-                  {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]});
+                  {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]}, readers);
             });
   }
 }
 
-// A gradient as the op's input takes it: the state-dtype sums converted to the inputs' dtype.
+// The dC of every read-out job, dispatched as in scan_forward.
+void readout_dC(const std::vector<ReadoutGradJob>& jobs) {
+  if (jobs.empty()) return;
+  if (cuda_kernel_fits(jobs[0].in)) return cuda::selective_scan_readout_dC(jobs);
+  auto run = [](const ScanInputs& x, const Tensor& grad, const Tensor& dC) {
+    dispatch_floating(x.u.dtype(), "cross_layer_readout backward",
+                      [&]<typename T>() { cpu_readout_dC<T>(x, grad, dC); });
+  };
+  for (const ReadoutGradJob& job : jobs) {
+    if (!job.in.u.is_cuda()) {
+      run(job.in, job.grad, job.dC);
+    } else {
+      on_host({job.dC},
+              [&](const std::vector<Tensor>& h) { run(to_cpu(job.in), to_cpu(job.grad), h[0]); });
+    }
+  }
+}
+
 Tensor as_input(const Tensor& grad, DType dtype) {
   return grad.defined() ? grad.to(dtype) : grad;
 }
 
-// The CUDA forward keeps the chunk entry states for a backward that will follow.
+std::vector<Tensor> operand_gradients(const ScanGradients& g, DType dtype) {
+  return {g.du,
+          g.ddelta,
+          as_input(g.dA, dtype),
+          as_input(g.dB, dtype),
+          as_input(g.dC, dtype),
+          as_input(g.dD, dtype),
+          g.dz,
+          as_input(g.ddelta_bias, dtype)};
+}
+
 Tensor chunk_entry_for(const ScanInputs& in, bool backward_follows) {
   return backward_follows && cuda_kernel_fits(in) ? cuda::selective_scan_chunk_entry(in) : Tensor();
 }
+
+}  // namespace scan_dispatch
+
+namespace {
 
 Tensor contiguous_or_undefined(const Tensor& t) {
   return t.defined() ? t.contiguous() : t;
 }
 
 }  // namespace
+
+using namespace scan_dispatch;
 
 ScanResult selective_scan(const ScanInputs& inputs, bool return_last_state) {
   const ScanInputs in = checked_operands(inputs, false, "selective_scan");
@@ -359,18 +452,13 @@ ScanResult selective_scan(const ScanInputs& inputs, bool return_last_state) {
   record("selective_scan", differentiable, outputs,
          [in, return_last_state, chunk_entry](const BackwardArgs& args) {
            const ScanGradients g = new_gradients(in);
-           scan_backward({{in, args.grad(0).contiguous(),
-                           return_last_state ? contiguous_or_undefined(args.grad(1)) : Tensor(), g,
-                           chunk_entry}});
-           const DType dtype = in.u.dtype();
-           return std::vector<Tensor>{g.du,
-                                      g.ddelta,
-                                      as_input(g.dA, dtype),
-                                      as_input(g.dB, dtype),
-                                      as_input(g.dC, dtype),
-                                      as_input(g.dD, dtype),
-                                      g.dz,
-                                      as_input(g.ddelta_bias, dtype)};
+           scan_backward({{in,
+                           args.grad(0).contiguous(),
+                           return_last_state ? contiguous_or_undefined(args.grad(1)) : Tensor(),
+                           g,
+                           chunk_entry,
+                           {}}});
+           return operand_gradients(g, in.u.dtype());
          });
   return result;
 }
@@ -412,7 +500,7 @@ std::vector<Tensor> selective_scans_shared_C(const std::vector<ScanInputs>& scan
     std::vector<ScanBackwardJob> jobs;
     for (size_t j = 0; j < ins.size(); ++j) {
       jobs.push_back(
-          {ins[j], args.grad(j).contiguous(), Tensor(), new_gradients(ins[j], dC), entries[j]});
+          {ins[j], args.grad(j).contiguous(), Tensor(), new_gradients(ins[j], dC), entries[j], {}});
     }
     scan_backward(jobs);
     std::vector<Tensor> grads;

@@ -68,13 +68,34 @@ struct ScanForwardJob {
   ScanInputs in;
   Tensor y, last_state, chunk_entry;
 };
+// A deeper layer's read-out r = C h of a scan's states (DenseMamba's cross-layer read-out,
+// ops/cross_layer_readout.hpp): that layer's C [batch, N, length] and the gradient of its
+// read-out, grad [batch, channels, length] in u's dtype, both contiguous. The read-out adds
+// C_t grad_t to dL/dh_t, so the scan's backward adds it to its own C_t gy_t in the reverse
+// recurrence: one reverse walk serves the scan and all of its readers.
+struct ScanReader {
+  Tensor C, grad;
+};
 // grad_last_state may be undefined (zero); chunk_entry: the forward's, or undefined (the backward
-// then computes it).
+// then computes it). readers: the deeper read-outs whose gradients join this scan's (their dC
+// is not computed here: see ReadoutGradJob).
 struct ScanBackwardJob {
   ScanInputs in;
   Tensor grad_y, grad_last_state;
   ScanGradients grads;
   Tensor chunk_entry;
+  std::vector<ScanReader> readers;
+};
+// The gradient of a read-out r = C h of a scan's states with respect to C alone:
+//   dC[b, n, t] += sum_c grad[b, c, t] h[b, c, n, t]
+// (a forward pass over the states; the scan's own backward takes the rest, through ScanReader).
+// `in`: checked, contiguous u, delta, A, B, delta_bias, delta_softplus (its C, D, z are not read);
+// grad [batch,
+// channels, length] in u's dtype, contiguous; dC [batch, N, length] in the state dtype, zeroed by
+// the caller, and may be shared by several jobs, which add into it.
+struct ReadoutGradJob {
+  ScanInputs in;
+  Tensor grad, dC;
 };
 
 }  // namespace dssm

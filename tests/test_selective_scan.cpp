@@ -342,3 +342,76 @@ TEST_CASE("cross_layer_readout rejects sources of different widths", "[ssm]") {
                       Contains("selective_scans_shared_C") && Contains("[2, 3, 6]") &&
                           Contains("scan 1") && Contains("[2, 5, 6]"));
 }
+
+// Three layers as DenseMamba wires them: layer 0 (D and a gate) read by layers 1 and 2, layer 1
+// read by layer 2. Returns sum(w . every output) of the passes (with_handles) or of the plain
+// scans and cross_layer_readout.
+Tensor dense_chain_loss(const std::vector<ScanInputs>& layers, const std::vector<Tensor>& w,
+                        bool with_handles) {
+  std::vector<ScanSource> src;
+  for (const ScanInputs& s : layers) {
+    src.push_back({s.u, s.delta, s.A, s.B, s.delta_bias, s.delta_softplus});
+  }
+  std::vector<Tensor> outs;  // own 0, own 1, r_10, own 2, r_21, r_20
+  if (with_handles) {
+    const DenseReadouts p0 = dense_readout_pass(layers[0], {}, {}, 2);
+    const DenseReadouts p1 = dense_readout_pass(layers[1], {src[0]}, {p0.handles[0]}, 1);
+    const DenseReadouts p2 =
+        dense_readout_pass(layers[2], {src[1], src[0]}, {p1.handles[0], p0.handles[1]}, 0);
+    REQUIRE(p0.handles.size() == 2);
+    REQUIRE(p2.handles.empty());
+    outs = {p0.own, p1.own, p1.readouts[0], p2.own, p2.readouts[0], p2.readouts[1]};
+  } else {
+    outs.push_back(selective_scan(layers[0]).y);
+    outs.push_back(selective_scan(layers[1]).y);
+    outs.push_back(cross_layer_readout({src[0]}, layers[1].C)[0]);
+    outs.push_back(selective_scan(layers[2]).y);
+    const std::vector<Tensor> r2 = cross_layer_readout({src[1], src[0]}, layers[2].C);
+    outs.push_back(r2[0]);
+    outs.push_back(r2[1]);
+  }
+  Tensor loss = Tensor::zeros({}, DType::f64);
+  for (size_t i = 0; i < outs.size(); ++i) loss = loss + sum(outs[i] * w[i]);
+  return loss;
+}
+
+TEST_CASE("dense_readout_pass gives the values and gradients of the scans it replaces", "[ssm]") {
+  Generator g(24);
+  const Dims d{2, 3, 150, 4};  // 150 steps: three of the CPU kernel's chunks of 64
+  std::vector<ScanInputs> layers;
+  for (int l = 0; l < 3; ++l) {
+    ScanInputs s = random_scan(g, d, l == 1);
+    if (l > 0) s.D = Tensor(), s.z = Tensor();
+    if (l == 0) s.z = Tensor::randn({d.batch, d.channels, d.length}, g, DType::f64);
+    layers.push_back(s);
+  }
+  std::vector<Tensor> w;
+  for (int i = 0; i < 6; ++i)
+    w.push_back(Tensor::randn({d.batch, d.channels, d.length}, g, DType::f64));
+  std::vector<ScanInputs> a, b;
+  for (const ScanInputs& s : layers) a.push_back(leaves(s)), b.push_back(leaves(s));
+  const Tensor loss_a = dense_chain_loss(a, w, true), loss_b = dense_chain_loss(b, w, false);
+  require_close(loss_a.to_vector<double>(), loss_b.to_vector<double>(), 1e-12);
+  loss_a.backward();
+  loss_b.backward();
+  for (size_t l = 0; l < 3; ++l) {
+    const std::vector<Tensor> ga = grads_of(a[l]), gb = grads_of(b[l]);
+    for (size_t i = 0; i < ga.size(); ++i) {
+      INFO("layer " << l << " operand " << i);
+      REQUIRE(ga[i].defined() == gb[i].defined());
+      if (ga[i].defined()) require_close(ga[i].to_vector<double>(), gb[i].to_vector<double>());
+    }
+  }
+}
+
+TEST_CASE("dense_readout_pass rejects missing or foreign handles", "[ssm]") {
+  Generator g(25);
+  const ScanInputs s0 = random_scan(g, {2, 3, 6, 4}, false),
+                   s1 = random_scan(g, {2, 3, 6, 4}, false);
+  const ScanSource src0{s0.u, s0.delta, s0.A, s0.B};
+  REQUIRE_THROWS_WITH(dense_readout_pass(s1, {src0}, {}, 0),
+                      Contains("dense_readout_pass") && Contains("one handle per source"));
+  REQUIRE_THROWS_WITH(
+      dense_readout_pass(s1, {src0}, {Tensor::zeros({2, 3, 6}, DType::f64)}, 0),
+      Contains("dense_readout_pass") && Contains("[2, 7, 6]") && Contains("[2, 3, 6]"));
+}

@@ -257,6 +257,80 @@ TEST_CASE("CUDA cross_layer_readout equals the CPU read-out, forward and backwar
   }
 }
 
+namespace {
+
+// A DenseMamba-like chain of dense_readout_pass: layer 0 with D and a gate, then layers 1 .. K,
+// layer l reading every shallower layer (so layer 0 has K readers). Returns each layer's output
+// plus its read-outs, and the gradients of every operand of sum_l sum(out_l * w_l).
+struct ChainRun {
+  std::vector<Tensor> outputs, grads;
+};
+ChainRun run_chain(const std::vector<ScanInputs>& host, DType dtype, Device device,
+                   const std::vector<Tensor>& w) {
+  const int64_t K = std::ssize(host) - 1;
+  std::vector<ScanInputs> in;
+  for (const ScanInputs& h : host) {
+    auto p = [&](const Tensor& t) { return placed(t, dtype, device); };
+    in.push_back({p(h.u), p(h.delta), p(h.A), p(h.B), p(h.C), p(h.D), p(h.z), p(h.delta_bias),
+                  h.delta_softplus});
+  }
+  std::vector<DenseReadouts> passes;
+  ChainRun run;
+  Tensor loss = Tensor::zeros({}, DType::f32, device);
+  for (int64_t l = 0; l <= K; ++l) {
+    std::vector<ScanSource> sources;
+    std::vector<Tensor> handles;
+    for (int64_t j = l - 1; j >= 0; --j) {
+      sources.push_back({in[j].u, in[j].delta, in[j].A, in[j].B, in[j].delta_bias, true});
+      handles.push_back(passes[j].handles[l - j - 1]);
+    }
+    passes.push_back(dense_readout_pass(in[l], sources, handles, K - l));
+    Tensor out = passes.back().own;
+    for (size_t j = 0; j < sources.size(); ++j) out = out + passes.back().readouts[j] * (0.5 + j);
+    loss = loss + sum(out * w[l].to(dtype).to(device)).to(DType::f32);
+    run.outputs.push_back(out.to(Device::cpu()));
+  }
+  loss.backward();
+  for (const ScanInputs& i : in) {
+    for (const Tensor& t : {i.u, i.delta, i.A, i.B, i.C, i.D, i.z, i.delta_bias}) {
+      if (t.defined()) run.grads.push_back(t.grad().to(Device::cpu()));
+    }
+  }
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA dense_readout_pass equals the CPU pass, forward and backward", "[cuda][ssm]") {
+  Generator g(106);
+  // (readers of layer 0, channels, length, dtype, tolerance): 5 readers are more than one launch
+  // of the backward joins (4 in f32, fewer in f64), which splits them.
+  for (auto [K, channels, length, dtype, tol] :
+       {std::tuple{2, 256, 300, DType::f32, 1e-4}, std::tuple{2, 256, 300, DType::bf16, 3e-2},
+        std::tuple{5, 40, 77, DType::f32, 1e-4}, std::tuple{5, 40, 77, DType::f64, 1e-9}}) {
+    INFO(K << " deeper layers, " << channels << " channels, length " << length << ", "
+           << dtype_name(dtype));
+    std::vector<ScanInputs> layers;
+    std::vector<Tensor> w;
+    for (int l = 0; l <= K; ++l) {
+      layers.push_back(mamba_operands(g, 2, channels, length, 16));
+      if (l > 0) layers.back().D = Tensor(), layers.back().z = Tensor();
+      w.push_back(Tensor::randn({2, channels, length}, g));
+    }
+    const ChainRun gpu = run_chain(layers, dtype, Device::cuda(), w);
+    const ChainRun cpu = run_chain(layers, dtype, Device::cpu(), w);
+    for (size_t l = 0; l < cpu.outputs.size(); ++l) {
+      INFO("layer " << l);
+      CHECK(relative_error(gpu.outputs[l], cpu.outputs[l]) < tol);
+    }
+    REQUIRE(gpu.grads.size() == cpu.grads.size());
+    for (size_t i = 0; i < cpu.grads.size(); ++i) {
+      INFO("gradient " << i);
+      CHECK(relative_error(gpu.grads[i], cpu.grads[i]) < tol);
+    }
+  }
+}
+
 TEST_CASE("CUDA causal_conv1d equals the CPU kernel in f64 at odd widths and lengths",
           "[cuda][ssm]") {
   // Lengths across the kernels' tiles of 2048 steps (halos on both sides of a tile boundary),
@@ -278,8 +352,8 @@ TEST_CASE("CUDA causal_conv1d equals the CPU kernel in f64 at odd widths and len
                        bb = placed(bias, DType::f64, d);
           const Tensor y = causal_conv1d(xx, ww, bb, silu);
           sum(y * dy.to(d)).backward();
-          results.push_back({y.to(Device::cpu()), xx.grad().to(Device::cpu()),
-                             ww.grad().to(Device::cpu())});
+          results.push_back(
+              {y.to(Device::cpu()), xx.grad().to(Device::cpu()), ww.grad().to(Device::cpu())});
           if (with_bias) results.back().push_back(bb.grad().to(Device::cpu()));
         }
         for (size_t i = 0; i < results[0].size(); ++i) {
