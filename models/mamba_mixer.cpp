@@ -169,7 +169,7 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
     // The own scan and the read-outs of the shallower layers' states in one pass, whose backward
     // leaves those layers' reverse walks to their own passes (prefill, which needs this layer's
     // last state, runs its own scan below).
-    std::vector<Tensor> handles;
+    std::vector<StateHandle> handles;
     for (size_t i = 0; i < previous.size(); ++i) {
       DSSM_CHECK(previous[i].handles.size() > i, "MambaMixer",
                  "the source at distance {} brings {} handles, none for this layer (were the "

@@ -37,7 +37,7 @@ struct DenseSource {
   ScanSource scan;  // "paper": the inputs of this layer's scan, re-run with a deeper layer's C
   // "paper", outside prefill: handles[i] for the deeper layer at distance i + 1, through which
   // that layer's backward hands its read-out's gradient to this layer's scan (dense_readout_pass)
-  std::vector<Tensor> handles;
+  std::vector<StateHandle> handles;
   Tensor x;  // "input": this layer's SSM input [batch, di, length], before its own fusion
 };
 

@@ -12,7 +12,6 @@
 #include "ops/matmul.hpp"
 #include "ops/registry.hpp"
 #include "ops/selective_scan_dispatch.hpp"
-#include "ops/shape.hpp"
 
 namespace dssm {
 
@@ -46,17 +45,10 @@ ScanInputs read_out_by(const ScanSource& s, const Tensor& C) {
           .delta_softplus = s.delta_softplus};
 }
 
-// A handle's gradient dL/dh = grad_r ⊗ C, packed [batch, channels + N, length] (see the header),
-// as the reader the scan's backward takes.
-ScanReader unpack_reader(const Tensor& packed, int64_t channels, int64_t N) {
-  return {.C = packed.narrow(1, channels, N).contiguous(),
-          .grad = packed.narrow(1, 0, channels).contiguous()};
-}
-
 }  // namespace
 
 DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSource>& sources,
-                                 const std::vector<Tensor>& source_handles, int64_t readers) {
+                                 const std::vector<StateHandle>& source_handles, int64_t readers) {
   using namespace scan_dispatch;
   const char* op = "dense_readout_pass";
   DSSM_CHECK(source_handles.size() == sources.size(), op,
@@ -65,7 +57,11 @@ DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSo
   const ScanInputs own_in = checked_operands(own, false, op);
   const int64_t batch = own_in.u.size(0), channels = own_in.u.size(1), N = own_in.A.size(1);
   const int64_t length = own_in.u.size(2);
-  const Shape packed{batch, channels + N, length};
+  const Shape per_channel{batch, channels, length}, per_state{batch, N, length};
+  auto fits = [&](const Tensor& t, const Shape& shape) {
+    return t.defined() && t.shape() == shape && t.dtype() == own_in.u.dtype() &&
+           t.device() == own_in.u.device();
+  };
   std::vector<ScanInputs> source_ins;
   for (size_t j = 0; j < sources.size(); ++j) {
     source_ins.push_back(checked_operands(read_out_by(sources[j], own_in.C), false, op));
@@ -74,16 +70,20 @@ DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSo
         op, "expected source {} of the own scan's shapes (u {}, A {}), got u {}, A {}", j,
         describe(own_in.u), describe(own_in.A), describe(source_ins[j].u),
         describe(source_ins[j].A));
-    const Tensor& h = source_handles[j];
-    DSSM_CHECK(h.defined() && h.shape() == packed && h.dtype() == own_in.u.dtype() &&
-                   h.device() == own_in.u.device(),
-               op, "expected source {}'s handle {}{} on {} (from its dense_readout_pass), got {}",
-               j, dtype_name(own_in.u.dtype()), shape_str(packed), own_in.u.device().str(),
-               h.defined() ? describe(h) : "none");
+    const StateHandle& h = source_handles[j];
+    DSSM_CHECK(fits(h.channels, per_channel) && fits(h.states, per_state), op,
+               "expected source {}'s handle (from its dense_readout_pass) of {} {} and {} on {}, "
+               "got {} and {}",
+               j, dtype_name(own_in.u.dtype()), shape_str(per_channel), shape_str(per_state),
+               own_in.u.device().str(), h.channels.defined() ? describe(h.channels) : "none",
+               h.states.defined() ? describe(h.states) : "none");
   }
   std::vector<Tensor> differentiable{own.u, own.delta, own.A, own.B,
                                      own.C, own.D,     own.z, own.delta_bias};
-  differentiable.insert(differentiable.end(), source_handles.begin(), source_handles.end());
+  for (const StateHandle& h : source_handles) {
+    differentiable.push_back(h.channels);
+    differentiable.push_back(h.states);
+  }
   const bool backward_follows = grad_enabled() && any_requires_grad(differentiable);
 
   // Forward: the own scan (keeping its chunk entry states for its backward) and the sources' scans
@@ -102,36 +102,44 @@ DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSo
   }
   scan_forward(jobs);
   const Tensor zero = Tensor::zeros({1, 1, 1}, own_in.u.dtype(), own_in.u.device());
-  for (int64_t k = 0; k < readers; ++k) out.handles.push_back(zero.expand(packed));
-
   std::vector<Tensor> outputs{out.own};
   outputs.insert(outputs.end(), out.readouts.begin(), out.readouts.end());
-  outputs.insert(outputs.end(), out.handles.begin(), out.handles.end());
-  record(
-      op, differentiable, outputs, [own_in, source_ins, entry, readers](const BackwardArgs& args) {
-        const size_t m = source_ins.size();
-        const int64_t channels = own_in.u.size(1), N = own_in.A.size(1);
-        const DType dtype = own_in.u.dtype();
-        const Tensor dC =
-            Tensor::zeros(own_in.C.shape(), scan_state_dtype(dtype), own_in.C.device());
-        // dC of the sources' read-outs: forward walks over their states.
-        std::vector<ReadoutGradJob> dC_jobs;
-        for (size_t j = 0; j < m; ++j) {
-          dC_jobs.push_back({source_ins[j], args.grad(1 + j).contiguous(), dC});
-        }
-        readout_dC(dC_jobs);
-        // The own scan's backward, joined by its deeper readers' gradients.
-        std::vector<ScanReader> deeper;
-        for (int64_t k = 0; k < readers; ++k) {
-          deeper.push_back(unpack_reader(args.grad(1 + m + static_cast<size_t>(k)), channels, N));
-        }
-        const ScanGradients g = new_gradients(own_in, dC);
-        scan_backward({{own_in, args.grad(0).contiguous(), Tensor(), g, entry, deeper}});
-        std::vector<Tensor> grads = operand_gradients(g, dtype);
-        // The sources' handles: their states' gradient in factors (grad r_j, C).
-        for (size_t j = 0; j < m; ++j) grads.push_back(concat({args.grad(1 + j), own_in.C}, 1));
-        return grads;
-      });
+  for (int64_t k = 0; k < readers; ++k) {
+    out.handles.push_back({zero.expand(per_channel), zero.expand(per_state)});
+    outputs.push_back(out.handles.back().channels);
+    outputs.push_back(out.handles.back().states);
+  }
+  record(op, differentiable, outputs,
+         [own_in, source_ins, entry, readers](const BackwardArgs& args) {
+           const size_t m = source_ins.size();
+           const DType dtype = own_in.u.dtype();
+           const Tensor dC =
+               Tensor::zeros(own_in.C.shape(), scan_state_dtype(dtype), own_in.C.device());
+           // dC of the sources' read-outs: forward walks over their states.
+           std::vector<Tensor> grad_r;
+           std::vector<ReadoutGradJob> dC_jobs;
+           for (size_t j = 0; j < m; ++j) {
+             grad_r.push_back(args.grad(1 + j).contiguous());
+             dC_jobs.push_back({source_ins[j], grad_r.back(), dC});
+           }
+           readout_dC(dC_jobs);
+           // The own scan's backward, joined by its deeper readers' gradients (their handles'
+           // factors).
+           std::vector<ScanReader> deeper;
+           for (size_t k = 0; k < static_cast<size_t>(readers); ++k) {
+             deeper.push_back({.C = args.grad(1 + m + 2 * k + 1).contiguous(),
+                               .grad = args.grad(1 + m + 2 * k).contiguous()});
+           }
+           const ScanGradients g = new_gradients(own_in, dC);
+           scan_backward({{own_in, args.grad(0).contiguous(), Tensor(), g, entry, deeper}});
+           std::vector<Tensor> grads = operand_gradients(g, dtype);
+           // The sources' handles: their states' gradient in its factors (grad r_j, C).
+           for (size_t j = 0; j < m; ++j) {
+             grads.push_back(grad_r[j]);
+             grads.push_back(own_in.C);
+           }
+           return grads;
+         });
   return out;
 }
 

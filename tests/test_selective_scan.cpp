@@ -411,7 +411,8 @@ TEST_CASE("dense_readout_pass rejects missing or foreign handles", "[ssm]") {
   const ScanSource src0{s0.u, s0.delta, s0.A, s0.B};
   REQUIRE_THROWS_WITH(dense_readout_pass(s1, {src0}, {}, 0),
                       Contains("dense_readout_pass") && Contains("one handle per source"));
+  const Tensor per_channel = Tensor::zeros({2, 3, 6}, DType::f64);
   REQUIRE_THROWS_WITH(
-      dense_readout_pass(s1, {src0}, {Tensor::zeros({2, 3, 6}, DType::f64)}, 0),
-      Contains("dense_readout_pass") && Contains("[2, 7, 6]") && Contains("[2, 3, 6]"));
+      dense_readout_pass(s1, {src0}, {{per_channel, per_channel}}, 0),
+      Contains("dense_readout_pass") && Contains("[2, 4, 6]") && Contains("got f64[2, 3, 6]"));
 }

@@ -279,7 +279,7 @@ ChainRun run_chain(const std::vector<ScanInputs>& host, DType dtype, Device devi
   Tensor loss = Tensor::zeros({}, DType::f32, device);
   for (int64_t l = 0; l <= K; ++l) {
     std::vector<ScanSource> sources;
-    std::vector<Tensor> handles;
+    std::vector<StateHandle> handles;
     for (int64_t j = l - 1; j >= 0; --j) {
       sources.push_back({in[j].u, in[j].delta, in[j].A, in[j].B, in[j].delta_bias, true});
       handles.push_back(passes[j].handles[l - j - 1]);
