@@ -15,7 +15,8 @@
 // token), never the D x N states per token a per-step autograd would keep.
 // DenseMamba's cross-layer read-out of --sources M layers (default 4, DenseMamba-360M's m) by one
 // C: the one-pass op (cross_layer_readout, all M scans in one launch each way, dC summed inside)
-// against M separate selective_scan calls (dC summed by autograd), timed side by side.
+// against M separate selective_scan calls (dC summed by autograd), timed side by side; and 2 M + 1
+// layers chained as DenseMamba runs them, by one-pass read-outs or by dense_readout_pass.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -170,6 +171,59 @@ int main(int argc, char** argv) {
     report(c, fmt::format("{} scans, {}", c.sources, pass).c_str(), separate, bytes);
     report(c, fmt::format("readout one pass, {}", pass).c_str(), one_pass, bytes);
     fmt::print("  one pass / separate scans: {:.3f}\n", one_pass / separate);
+  }
+
+  // DenseMamba's layers chained as the model runs them: layer l reads the min(l, M) shallower
+  // layers' states with its C. As one-pass read-outs (cross_layer_readout of the layer's own scan
+  // and its sources: every read-out walks its source backward) or as dense_readout_pass (one
+  // reverse walk per layer, joined by its readers). Bytes: the read-outs' (pairs of reader and
+  // source) plus the layers' own scans, as above.
+  const int64_t layers = 2 * c.sources + 1;
+  std::vector<ScanInputs> chain;
+  int64_t pairs = 0;
+  for (int64_t l = 0; l < layers; ++l) {
+    chain.push_back({randn(seq, 1), randn(seq, 0.5), A, randn(states, 1), randn(states, 1),
+                     Tensor(), Tensor(), bias, true});
+    pairs += std::min(l, c.sources);
+  }
+  auto dense_chain = [&](bool passes, bool grad) {
+    std::vector<ScanInputs> in;
+    for (const ScanInputs& s : chain) {
+      in.push_back({with_grad(s.u, grad), with_grad(s.delta, grad), with_grad(s.A, grad),
+                    with_grad(s.B, grad), with_grad(s.C, grad), Tensor(), Tensor(),
+                    with_grad(s.delta_bias, grad), true});
+    }
+    std::vector<DenseReadouts> done;
+    std::vector<Tensor> outs;
+    for (int64_t l = 0; l < layers; ++l) {
+      std::vector<ScanSource> src;
+      std::vector<StateHandle> handles;
+      for (int64_t j = l - 1; j >= std::max<int64_t>(0, l - c.sources); --j) {
+        src.push_back({in[j].u, in[j].delta, in[j].A, in[j].B, in[j].delta_bias, true});
+        if (passes) handles.push_back(done[j].handles[l - j - 1]);
+      }
+      if (passes) {
+        done.push_back(
+            dense_readout_pass(in[l], src, handles, std::min(c.sources, layers - 1 - l)));
+        outs.push_back(done.back().own);
+        outs.insert(outs.end(), done.back().readouts.begin(), done.back().readouts.end());
+      } else {
+        src.insert(src.begin(), {in[l].u, in[l].delta, in[l].A, in[l].B, in[l].delta_bias, true});
+        const std::vector<Tensor> r = cross_layer_readout(src, in[l].C);
+        outs.insert(outs.end(), r.begin(), r.end());
+      }
+    }
+    if (grad) run_backward(outs, std::vector<Tensor>(outs.size(), dys[0]), false);
+  };
+  const double scans = static_cast<double>(layers + pairs);
+  for (bool grad : {false, true}) {
+    const double bytes = scans / M * (readout_fwd_bytes + (grad ? readout_bwd_bytes : 0));
+    const double one_pass = median_seconds(c, [&] { dense_chain(false, grad); });
+    const double passes = median_seconds(c, [&] { dense_chain(true, grad); });
+    const char* pass = grad ? "fwd+bwd" : "forward";
+    report(c, fmt::format("{} layers, read-outs, {}", layers, pass).c_str(), one_pass, bytes);
+    report(c, fmt::format("{} layers, passes, {}", layers, pass).c_str(), passes, bytes);
+    fmt::print("  passes / read-outs: {:.3f}\n", passes / one_pass);
   }
 
   const Tensor weight = randn({c.channels, 4}, 0.5), conv_bias = randn({c.channels}, 1);
