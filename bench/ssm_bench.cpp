@@ -203,8 +203,7 @@ int main(int argc, char** argv) {
         if (passes) handles.push_back(done[j].handles[l - j - 1]);
       }
       if (passes) {
-        done.push_back(
-            dense_readout_pass(in[l], src, handles, std::min(c.sources, layers - 1 - l)));
+        done.push_back(dense_readout_pass(in[l], handles, std::min(c.sources, layers - 1 - l)));
         outs.push_back(done.back().own);
         outs.insert(outs.end(), done.back().readouts.begin(), done.back().readouts.end());
       } else {

@@ -20,7 +20,7 @@ void selective_scan_backward(const std::vector<ScanBackwardJob>&) {
   absent("selective_scan backward");
 }
 void selective_scan_readout_dC(const std::vector<ReadoutGradJob>&) {
-  absent("cross_layer_readout backward");
+  absent("dense_readout_pass backward");
 }
 void selective_scan_step(const ScanInputs&, const Tensor&, const Tensor&) {
   absent("selective_scan_step");

@@ -465,14 +465,20 @@ int reader_capacity(int64_t N, bool gated) {
   const size_t limit = static_cast<size_t>(max_shared_memory_per_block());
   int slots = kMaxReaders;
   while (slots > 1 && backward_smem<kReadersBuild, S>(N, gated, slots) > limit) --slots;
+  const size_t needed = backward_smem<kReadersBuild, S>(N, gated, slots);
+  DSSM_CHECK(needed <= limit, "dense_readout_pass backward",
+             "a scan joined by one reader needs {} bytes of shared memory per block; this GPU "
+             "allows {}",
+             needed, limit);
   return slots;
 }
 
 // The readers of `job` beyond `capacity`, as scans of their own: one reader's C and gradient in
 // the place of the scan's own (no D, no gate), joined by up to `capacity` more. G_t, and so du,
 // ddelta, dA, dB and ddelta_bias, are linear in its terms: these scans add into the job's dA, dB,
-// ddelta_bias and leave du, ddelta in `partial` buffers for the caller to add; their dC is
-// dropped (a reader's dC is computed by its own pass: ReadoutGradJob).
+// ddelta_bias and leave du, ddelta in `partial` buffers for the caller to add (in bf16 these
+// shares are rounded once more than the rest); their dC is dropped (a reader's dC is computed by
+// its own pass: ReadoutGradJob).
 struct Overflow {
   std::vector<ScanBackwardJob> jobs;
   std::vector<std::pair<Tensor, Tensor>> partial;  // (the job's du or ddelta, a share of it)

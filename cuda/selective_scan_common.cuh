@@ -259,12 +259,13 @@ __device__ __forceinline__ C sum_exchange_rows(const C* step_values, int n) {
   return total;
 }
 
-// D and the delta bias of the block's rows into shared memory (0 past the channels or when absent).
+// D (unless D is null) and the delta bias of the block's rows into shared memory (0 past the
+// channels or when absent).
 template <typename T, typename C>
 __device__ void load_row_constants(const ScanArgs<T>& a, int64_t c0, C* D, C* bias) {
   for (int i = threadIdx.x; i < kRows; i += kThreads) {
     const bool ok = c0 + i < a.channels;
-    D[i] = ok && a.D ? to_compute(a.D[c0 + i]) : C(0);
+    if (D) D[i] = ok && a.D ? to_compute(a.D[c0 + i]) : C(0);
     bias[i] = ok && a.bias ? to_compute(a.bias[c0 + i]) : C(0);
   }
 }
@@ -291,7 +292,7 @@ constexpr int kMaxReaders = 4;
 // (B[b, n], C[b, n], then the readers' C in the backward), then the per-channel arrays, kRows rows
 // each of the block's channels c0 .. (u, delta, and grad_y, z, the readers' gradients in the
 // backward); the backward also stages the entry states of the chunk.
-// (Its arrays are only indexed by constants or through at(), which keeps them in registers.)
+// (Its arrays are only indexed by constants or through state_at(), which keeps them in registers.)
 template <typename T>
 struct StagedArrays {
   const T* state[2 + kMaxReaders];

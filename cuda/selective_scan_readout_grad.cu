@@ -30,16 +30,16 @@ constexpr int kStagedStates = 1;
 constexpr int kStagedChannels = 3;
 
 // Shared memory of a block, in C: per (row, step) [kRows][kPad] dt, dt u, grad; B [kChunkLen][16];
-// D, bias [kRows]; the exchange area [kSub][kExchangeStride]; then the staged chunk in T.
+// bias [kRows]; the exchange area [kSub][kExchangeStride]; then the staged chunk in T.
 constexpr int64_t shared_values() {
-  return 3 * kRows * kPad + kChunkLen * kMaxStates + 2 * kRows + kSub * kExchangeStride;
+  return 3 * kRows * kPad + kChunkLen * kMaxStates + kRows + kSub * kExchangeStride;
 }
 
 template <typename C>
 struct ReadoutArrays {
   C *dt, *dtu, *grad;  // [kRows][kPad]
   C* B;                // [kChunkLen][kMaxStates], zero past N
-  C *D, *bias;         // [kRows] (load_row_constants fills both; D stays 0, a read-out has none)
+  C* bias;             // [kRows]
   C* sums;             // the exchange area [kSub][kExchangeStride]
 };
 
@@ -51,7 +51,6 @@ __device__ ReadoutArrays<C> carve(C* base) {
   s.dtu = p, p += kRows * kPad;
   s.grad = p, p += kRows * kPad;
   s.B = p, p += kChunkLen * kMaxStates;
-  s.D = p, p += kRows;
   s.bias = p, p += kRows;
   s.sums = p;
   return s;
@@ -143,7 +142,7 @@ __device__ __forceinline__ void readout_dC_body(const ReadoutJob<T, C>& job, boo
   T* stage = reinterpret_cast<T*>(reinterpret_cast<C*>(smem) + shared_values());
   const StagedArrays<T> arrays{{a.B}, kStagedStates, {a.u, a.delta, job.grad}, kStagedChannels};
   C* dC = job.dC + r.b * N * L;
-  load_row_constants(a, r.c0, s.D, s.bias);
+  load_row_constants(a, r.c0, static_cast<C*>(nullptr), s.bias);
   C h[kStates] = {}, A2[kStates];
   load_A2(a, r, A2);
   if (chunks > 0) stage_chunk<T, C>(stage, a, arrays, r.b, r.c0, 0, vec, nullptr, nullptr);
@@ -204,7 +203,7 @@ void selective_scan_readout_dC(const std::vector<ReadoutGradJob>& jobs) {
   if (jobs.empty() || jobs[0].in.u.numel() == 0) return;  // no rows or no steps: nothing to add
   bool vec = true;
   for (const ReadoutGradJob& j : jobs) vec = vec && vector_access(j.in, {j.grad});
-  dispatch_floating(jobs[0].in.u.dtype(), "selective_scan readout dC",
+  dispatch_floating(jobs[0].in.u.dtype(), "dense_readout_pass backward",
                     [&]<typename S>() { launch_readout_dC<S>(jobs, vec); });
 }
 

@@ -177,7 +177,7 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                  i + 1, previous[i].handles.size());
       handles.push_back(previous[i].handles[i]);
     }
-    DenseReadouts pass = dense_readout_pass(in, shallower(), handles, readers_);
+    DenseReadouts pass = dense_readout_pass(in, handles, readers_);
     source.handles = std::move(pass.handles);
     const Tensor y = fuse ? fused(pass.own, pass.readouts) : pass.own;
     return out_proj_->forward(y.transpose(1, 2));

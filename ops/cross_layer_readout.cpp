@@ -47,12 +47,10 @@ ScanInputs read_out_by(const ScanSource& s, const Tensor& C) {
 
 }  // namespace
 
-DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSource>& sources,
-                                 const std::vector<StateHandle>& source_handles, int64_t readers) {
+DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<StateHandle>& sources,
+                                 int64_t readers) {
   using namespace scan_dispatch;
   const char* op = "dense_readout_pass";
-  DSSM_CHECK(source_handles.size() == sources.size(), op,
-             "expected one handle per source ({}), got {}", sources.size(), source_handles.size());
   DSSM_CHECK(readers >= 0, op, "expected a count of readers >= 0, got {}", readers);
   const ScanInputs own_in = checked_operands(own, false, op);
   const int64_t batch = own_in.u.size(0), channels = own_in.u.size(1), N = own_in.A.size(1);
@@ -64,13 +62,13 @@ DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSo
   };
   std::vector<ScanInputs> source_ins;
   for (size_t j = 0; j < sources.size(); ++j) {
-    source_ins.push_back(checked_operands(read_out_by(sources[j], own_in.C), false, op));
+    source_ins.push_back(checked_operands(read_out_by(sources[j].source, own_in.C), false, op));
     DSSM_CHECK(
         source_ins[j].u.shape() == own_in.u.shape() && source_ins[j].A.shape() == own_in.A.shape(),
         op, "expected source {} of the own scan's shapes (u {}, A {}), got u {}, A {}", j,
         describe(own_in.u), describe(own_in.A), describe(source_ins[j].u),
         describe(source_ins[j].A));
-    const StateHandle& h = source_handles[j];
+    const StateHandle& h = sources[j];
     DSSM_CHECK(fits(h.channels, per_channel) && fits(h.states, per_state), op,
                "expected source {}'s handle (from its dense_readout_pass) of {} {} and {} on {}, "
                "got {} and {}",
@@ -80,7 +78,7 @@ DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSo
   }
   std::vector<Tensor> differentiable{own.u, own.delta, own.A, own.B,
                                      own.C, own.D,     own.z, own.delta_bias};
-  for (const StateHandle& h : source_handles) {
+  for (const StateHandle& h : sources) {
     differentiable.push_back(h.channels);
     differentiable.push_back(h.states);
   }
@@ -105,7 +103,9 @@ DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSo
   std::vector<Tensor> outputs{out.own};
   outputs.insert(outputs.end(), out.readouts.begin(), out.readouts.end());
   for (int64_t k = 0; k < readers; ++k) {
-    out.handles.push_back({zero.expand(per_channel), zero.expand(per_state)});
+    out.handles.push_back({{own.u, own.delta, own.A, own.B, own.delta_bias, own.delta_softplus},
+                           zero.expand(per_channel),
+                           zero.expand(per_state)});
     outputs.push_back(out.handles.back().channels);
     outputs.push_back(out.handles.back().states);
   }
@@ -217,12 +217,9 @@ const OpRegistration kDenseReadoutPass{
            ScanInputs own0 = layer(0), own1 = layer(1);
            own0.D = in[15], own0.z = in[16];
            own1.delta_bias = in[17], own1.delta_softplus = true;
-           const ScanSource s0{own0.u, own0.delta, own0.A, own0.B};
-           const ScanSource s1{own1.u, own1.delta, own1.A, own1.B, own1.delta_bias, true};
-           const DenseReadouts p0 = dense_readout_pass(own0, {}, {}, 2);
-           const DenseReadouts p1 = dense_readout_pass(own1, {s0}, {p0.handles[0]}, 1);
-           const DenseReadouts p2 =
-               dense_readout_pass(layer(2), {s1, s0}, {p1.handles[0], p0.handles[1]}, 0);
+           const DenseReadouts p0 = dense_readout_pass(own0, {}, 2);
+           const DenseReadouts p1 = dense_readout_pass(own1, {p0.handles[0]}, 1);
+           const DenseReadouts p2 = dense_readout_pass(layer(2), {p1.handles[0], p0.handles[1]}, 0);
            return p0.own + p1.own * 0.7 + p1.readouts[0] * 0.5 + p2.own * 0.3 +
                   p2.readouts[0] * 0.9 + p2.readouts[1] * 1.1;
          }}};

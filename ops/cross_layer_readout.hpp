@@ -39,15 +39,16 @@ std::vector<Tensor> cross_layer_readout(const std::vector<ScanSource>& sources, 
 // C_t grad_t of all its readers to its own term (ScanReader). Each of these m + 1 terms costs one
 // multiply-add per state and step instead of a whole backward scan.
 //
-// The hand-over travels through autograd: each pass returns `readers` handles, pairs of outputs
-// that stand for its states h^l [batch, channels, N, length] (never held; their values are zero,
-// expanded scalars). A deeper layer's pass takes a handle as an input, and its backward returns as
-// the handle's gradient dL/dh^l = grad_r ⊗ C in its two factors: grad_r [batch, channels, length]
-// for `channels`, its C [batch, N, length] for `states`. So layer l's backward runs before layer
-// j's, as the graph's edges say, and the gradients of layer j's inputs come from layer j's pass
-// alone. A handle is meant for exactly one pass (two would add their factors, which is not the sum
-// of the products).
+// The hand-over travels through autograd: each pass returns `readers` handles. A handle brings the
+// layer's scan inputs (to re-run its states) and a pair of outputs that stand for its states h^l
+// [batch, channels, N, length] (never held; their values are zero, expanded scalars). A deeper
+// layer's pass takes the handle as a source, and its backward returns as the pair's gradient
+// dL/dh^l = grad_r ⊗ C in its two factors: grad_r [batch, channels, length] for `channels`, its C
+// [batch, N, length] for `states`. So layer l's backward runs before layer j's, as the graph's
+// edges say, and the gradients of layer j's inputs come from layer j's pass alone. A handle is
+// meant for exactly one pass (two would add their factors, which is not the sum of the products).
 struct StateHandle {
+  ScanSource source;        // the layer's scan inputs
   Tensor channels, states;  // [batch, channels, length], [batch, N, length]
 };
 struct DenseReadouts {
@@ -56,12 +57,11 @@ struct DenseReadouts {
   std::vector<StateHandle> handles;  // one per deeper reader, nearest first
 };
 
-// own: this layer's scan (C required; D, z optional). sources: the shallower layers' scan inputs,
-// nearest first, each with the handle it returned for this layer (source_handles[j]). readers: how
-// many deeper layers will read this layer's states. Differentiable in own's operands (sources'
-// inputs through their own passes).
-DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<ScanSource>& sources,
-                                 const std::vector<StateHandle>& source_handles, int64_t readers);
+// own: this layer's scan (C required; D, z optional). sources: the handles the shallower layers'
+// passes returned for this layer, nearest first. readers: how many deeper layers will read this
+// layer's states. Differentiable in own's operands (the sources' inputs through their own passes).
+DenseReadouts dense_readout_pass(const ScanInputs& own, const std::vector<StateHandle>& sources,
+                                 int64_t readers);
 
 // One token, over the carried states of the sources (each [batch, channels, N], as updated by
 // selective_scan_step) and this layer's C_t [batch, N]: r_j[b, c] = sum_n C_t[b, n] h_j[b, c, n],

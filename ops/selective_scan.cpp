@@ -390,7 +390,7 @@ void readout_dC(const std::vector<ReadoutGradJob>& jobs) {
   if (jobs.empty()) return;
   if (cuda_kernel_fits(jobs[0].in)) return cuda::selective_scan_readout_dC(jobs);
   auto run = [](const ScanInputs& x, const Tensor& grad, const Tensor& dC) {
-    dispatch_floating(x.u.dtype(), "cross_layer_readout backward",
+    dispatch_floating(x.u.dtype(), "dense_readout_pass backward",
                       [&]<typename T>() { cpu_readout_dC<T>(x, grad, dC); });
   };
   for (const ReadoutGradJob& job : jobs) {

@@ -89,10 +89,9 @@ struct ScanBackwardJob {
 // The gradient of a read-out r = C h of a scan's states with respect to C alone:
 //   dC[b, n, t] += sum_c grad[b, c, t] h[b, c, n, t]
 // (a forward pass over the states; the scan's own backward takes the rest, through ScanReader).
-// `in`: checked, contiguous u, delta, A, B, delta_bias, delta_softplus (its C, D, z are not read);
-// grad [batch,
-// channels, length] in u's dtype, contiguous; dC [batch, N, length] in the state dtype, zeroed by
-// the caller, and may be shared by several jobs, which add into it.
+// `in`: checked, contiguous u, delta, A, B, delta_bias, delta_softplus (its C, D, z are not
+// read); grad [batch, channels, length] in u's dtype, contiguous; dC [batch, N, length] in the
+// state dtype, zeroed by the caller, and may be shared by several jobs, which add into it.
 struct ReadoutGradJob {
   ScanInputs in;
   Tensor grad, dC;

@@ -273,8 +273,13 @@ TEST_CASE("DenseMamba with m = 0 or zero gates is Mamba with the same weights", 
 TEST_CASE("Mamba and DenseMamba: end-to-end gradients match finite differences", "[mamba]") {
   std::mt19937 pick(304);
   Generator gen(304);
+  // "paper" every other layer with m = 3 and linear projections: layer 0's states are read by
+  // layer 2 but not by layer 1 (a handle nobody reads).
+  json sparse = tiny_config("densemamba", "paper", 3);
+  sparse["dense_every"] = 2;
+  sparse["dense_projection"] = "linear";
   for (const json& config : {tiny_config("mamba"), tiny_config("densemamba", "paper"),
-                             tiny_config("densemamba", "input")}) {
+                             tiny_config("densemamba", "input"), sparse}) {
     INFO(config.dump());
     auto model = tiny_model(config, 12, DType::f64);
     const Tensor ids = random_ids(gen, {2, 7}, 19);

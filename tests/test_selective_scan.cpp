@@ -354,10 +354,9 @@ Tensor dense_chain_loss(const std::vector<ScanInputs>& layers, const std::vector
   }
   std::vector<Tensor> outs;  // own 0, own 1, r_10, own 2, r_21, r_20
   if (with_handles) {
-    const DenseReadouts p0 = dense_readout_pass(layers[0], {}, {}, 2);
-    const DenseReadouts p1 = dense_readout_pass(layers[1], {src[0]}, {p0.handles[0]}, 1);
-    const DenseReadouts p2 =
-        dense_readout_pass(layers[2], {src[1], src[0]}, {p1.handles[0], p0.handles[1]}, 0);
+    const DenseReadouts p0 = dense_readout_pass(layers[0], {}, 2);
+    const DenseReadouts p1 = dense_readout_pass(layers[1], {p0.handles[0]}, 1);
+    const DenseReadouts p2 = dense_readout_pass(layers[2], {p1.handles[0], p0.handles[1]}, 0);
     REQUIRE(p0.handles.size() == 2);
     REQUIRE(p2.handles.empty());
     outs = {p0.own, p1.own, p1.readouts[0], p2.own, p2.readouts[0], p2.readouts[1]};
@@ -409,10 +408,10 @@ TEST_CASE("dense_readout_pass rejects missing or foreign handles", "[ssm]") {
   const ScanInputs s0 = random_scan(g, {2, 3, 6, 4}, false),
                    s1 = random_scan(g, {2, 3, 6, 4}, false);
   const ScanSource src0{s0.u, s0.delta, s0.A, s0.B};
-  REQUIRE_THROWS_WITH(dense_readout_pass(s1, {src0}, {}, 0),
-                      Contains("dense_readout_pass") && Contains("one handle per source"));
+  REQUIRE_THROWS_WITH(dense_readout_pass(s1, {{src0, Tensor(), Tensor()}}, 0),
+                      Contains("dense_readout_pass") && Contains("got none and none"));
   const Tensor per_channel = Tensor::zeros({2, 3, 6}, DType::f64);
   REQUIRE_THROWS_WITH(
-      dense_readout_pass(s1, {src0}, {{per_channel, per_channel}}, 0),
+      dense_readout_pass(s1, {{src0, per_channel, per_channel}}, 0),
       Contains("dense_readout_pass") && Contains("[2, 4, 6]") && Contains("got f64[2, 3, 6]"));
 }

@@ -278,13 +278,9 @@ ChainRun run_chain(const std::vector<ScanInputs>& host, DType dtype, Device devi
   ChainRun run;
   Tensor loss = Tensor::zeros({}, DType::f32, device);
   for (int64_t l = 0; l <= K; ++l) {
-    std::vector<ScanSource> sources;
-    std::vector<StateHandle> handles;
-    for (int64_t j = l - 1; j >= 0; --j) {
-      sources.push_back({in[j].u, in[j].delta, in[j].A, in[j].B, in[j].delta_bias, true});
-      handles.push_back(passes[j].handles[l - j - 1]);
-    }
-    passes.push_back(dense_readout_pass(in[l], sources, handles, K - l));
+    std::vector<StateHandle> sources;
+    for (int64_t j = l - 1; j >= 0; --j) sources.push_back(passes[j].handles[l - j - 1]);
+    passes.push_back(dense_readout_pass(in[l], sources, K - l));
     Tensor out = passes.back().own;
     for (size_t j = 0; j < sources.size(); ++j) out = out + passes.back().readouts[j] * (0.5 + j);
     loss = loss + sum(out * w[l].to(dtype).to(device)).to(DType::f32);
