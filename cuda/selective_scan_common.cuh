@@ -96,6 +96,18 @@ __device__ __forceinline__ C softplus_fast(C x) {
   softplus_and_sigmoid_fast(x, softplus, sigmoid);
   return softplus;
 }
+// dt of a staged (row, step) in the forward's walk (the forward and the read-out's dC):
+// softplus(delta + bias) when the scan asks for it, else delta + bias; 0 past the sequence or the
+// block's channels, an identity step (a_t = 1, b_t = 0).
+template <typename C>
+__device__ __forceinline__ C walk_dt(C pre, bool live, bool softplus) {
+  return live ? (softplus ? softplus_fast(pre) : pre) : C(0);
+}
+// Blocks per SM of the kernels that walk as the forward does (the forward, the read-out's dC): up
+// to 96 registers in f32 (it needs no more), so 5 blocks of 128 threads, which grids of more than 4
+// blocks per SM use (several scans in one launch) and bf16's shared memory allows; f64 up to 128.
+template <typename C>
+constexpr int kForwardWalkBlocksPerSm = sizeof(C) == 8 ? 4 : 5;
 // sigmoid(x) = 1 / (1 + e^-x) (1 / inf = 0 far below 0); silu(z) = z sigmoid(z).
 __device__ __forceinline__ float sigmoid_fast(float x) {
   return reciprocal_fast(1.0f + exp2_fast(-x * kLog2e<float>));

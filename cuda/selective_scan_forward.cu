@@ -60,8 +60,8 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
 #pragma unroll
   for (int k = 0; k < kConvertRows; ++k) {
     const int j = convert_row(k), at = j * kPad + step;
-    const C dt = live_step && j < live_rows ? (a.softplus ? softplus_fast(pre[k]) : pre[k]) : C(0);
-    s.dt[at] = dt;  // 0 past the sequence or the channels: an identity step
+    const C dt = walk_dt(pre[k], live_step && j < live_rows, a.softplus);
+    s.dt[at] = dt;
     s.dtu[at] = dt * uv[k];
     s.du[at] = D[k] * uv[k];
     s.gate[at] = a.z ? silu_fast(zv[k]) : C(1);
@@ -168,18 +168,13 @@ __device__ __forceinline__ void scan_forward_body(const ForwardJob<T, C>& job, b
   }
 }
 
-// Up to 96 registers in f32 (it needs no more): 5 blocks of 128 threads per SM, which grids of
-// more than 4 blocks per SM use (several scans in one launch); f64 up to 128.
-template <typename C>
-constexpr int kForwardBlocksPerSm = sizeof(C) == 8 ? 4 : 5;
-
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kForwardBlocksPerSm<C>) void scan_forward_kernel(
+__global__ __launch_bounds__(kThreads, kForwardWalkBlocksPerSm<C>) void scan_forward_kernel(
     const ForwardJob<T, C> job, bool vec) {
   scan_forward_body(job, vec);
 }
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kForwardBlocksPerSm<C>) void scan_forward_jobs_kernel(
+__global__ __launch_bounds__(kThreads, kForwardWalkBlocksPerSm<C>) void scan_forward_jobs_kernel(
     const __grid_constant__ JobTable<ForwardJob<T, C>> table, bool vec) {
   scan_forward_body(table.job[blockIdx.y], vec);
 }

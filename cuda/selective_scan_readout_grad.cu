@@ -79,7 +79,7 @@ __device__ void convert_chunk(const T* staged, const ScanArgs<T>& a, int live_ro
 #pragma unroll
   for (int k = 0; k < kConvertRows; ++k) {
     const int j = convert_row(k), at = j * kPad + step;
-    const C dt = live_step && j < live_rows ? (a.softplus ? softplus_fast(pre[k]) : pre[k]) : C(0);
+    const C dt = walk_dt(pre[k], live_step && j < live_rows, a.softplus);
     s.dt[at] = dt;
     s.dtu[at] = dt * uv[k];
     s.grad[at] = gv[k];
@@ -165,18 +165,13 @@ __device__ __forceinline__ void readout_dC_body(const ReadoutJob<T, C>& job, boo
   }
 }
 
-// As the forward: up to 96 registers in f32 (5 blocks of 128 threads per SM, which bf16's shared
-// memory allows too), f64 up to 128.
-template <typename C>
-constexpr int kReadoutBlocksPerSm = sizeof(C) == 8 ? 4 : 5;
-
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kReadoutBlocksPerSm<C>) void readout_dC_kernel(
+__global__ __launch_bounds__(kThreads, kForwardWalkBlocksPerSm<C>) void readout_dC_kernel(
     const ReadoutJob<T, C> job, bool vec) {
   readout_dC_body(job, vec);
 }
 template <typename T, typename C>
-__global__ __launch_bounds__(kThreads, kReadoutBlocksPerSm<C>) void readout_dC_jobs_kernel(
+__global__ __launch_bounds__(kThreads, kForwardWalkBlocksPerSm<C>) void readout_dC_jobs_kernel(
     const __grid_constant__ JobTable<ReadoutJob<T, C>> table, bool vec) {
   readout_dC_body(table.job[blockIdx.y], vec);
 }
