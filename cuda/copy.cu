@@ -190,27 +190,42 @@ bool pairs_fit(const Tensor& dst, const Tensor& src, const TransposePlan& plan) 
 }
 
 // Rows in both: src and dst have stride 1 along the last dimension (slices, concat's and split's
-// copies, permutes that keep the last dimension). A warp copies one row of Q elements with
-// coalesced reads and writes; the rows' offsets come from the indexers once per row.
+// copies, permutes that keep the last dimension). Each thread moves one piece of kPiece
+// consecutive elements of a row, so that short rows and few rows still spread over the whole GPU
+// (the Mamba mixer's B and C are 64 rows of 2048 at a training batch of 4): a 16-byte vector when
+// `vec` (one dtype, every row and piece 16-byte aligned), else kPiece loads then kPiece stores.
+// The row's offsets come from the indexers once per piece.
 struct RowsPlan {
   int64_t rows, Q;
   StridedIndexer src_rows, dst_rows;  // offsets of a row (the last dimension at size 1)
 };
-constexpr int kRowWarps = 8;  // warps (rows at a time) per block
 
-template <typename To, typename From>
-__global__ void convert_rows(To* dst, const From* src, RowsPlan plan) {
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  for (int64_t row = blockIdx.x * int64_t{kRowWarps} + threadIdx.x / 32; row < plan.rows;
-       row += int64_t{gridDim.x} * kRowWarps) {
-    const From* from = src + plan.src_rows.offset(row);
-    To* to = dst + plan.dst_rows.offset(row);
-    for (int64_t q = lane; q < plan.Q; q += 32) to[q] = convert<To>(from[q]);
+template <int kPiece, typename To, typename From>
+__global__ void convert_rows(To* dst, const From* src, RowsPlan plan, bool vec) {
+  const int64_t per_row = (plan.Q + kPiece - 1) / kPiece, pieces = plan.rows * per_row;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < pieces;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t row = i / per_row, q = i % per_row * kPiece;
+    const From* from = src + plan.src_rows.offset(row) + q;
+    To* to = dst + plan.dst_rows.offset(row) + q;
+    if constexpr (std::is_same_v<To, From> && kPiece * sizeof(From) == 16) {
+      if (vec) {
+        *reinterpret_cast<uint4*>(to) = *reinterpret_cast<const uint4*>(from);
+        continue;
+      }
+    }
+    From v[kPiece];
+#pragma unroll
+    for (int k = 0; k < kPiece; ++k) v[k] = q + k < plan.Q ? from[k] : From{};
+#pragma unroll
+    for (int k = 0; k < kPiece; ++k) {
+      if (q + k < plan.Q) to[k] = convert<To>(v[k]);
+    }
   }
 }
 
 // The plan for copying row by row, when both have stride 1 along a last dimension of at least 16
-// elements (shorter rows would leave most of a warp idle); nullopt otherwise.
+// elements; nullopt otherwise.
 std::optional<RowsPlan> rows_plan(const Tensor& dst, const Tensor& src) {
   const int64_t last = src.dim() - 1;
   if (last < 0 || src.strides()[last] != 1 || dst.strides()[last] != 1 || src.size(last) < 16) {
@@ -222,6 +237,30 @@ std::optional<RowsPlan> rows_plan(const Tensor& dst, const Tensor& src) {
                   .Q = src.size(last),
                   .src_rows = make_indexer(rows, src.strides()),
                   .dst_rows = make_indexer(rows, dst.strides())};
+}
+
+// Whether every row of t starts 16-byte aligned and holds whole vectors of `per_vec` elements.
+bool rows_aligned(const Tensor& t, int64_t per_vec) {
+  if (t.size(t.dim() - 1) % per_vec != 0 || reinterpret_cast<uintptr_t>(t.raw_data()) % 16 != 0) {
+    return false;
+  }
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) {
+    if (t.size(d) > 1 && t.strides()[d] % per_vec != 0) return false;
+  }
+  return true;
+}
+
+template <typename To, typename From>
+void launch_rows(const Tensor& dst, const Tensor& src, const RowsPlan& plan) {
+  constexpr int kVec = 16 / sizeof(From);
+  const bool vec =
+      std::is_same_v<To, From> && kVec > 1 && rows_aligned(dst, kVec) && rows_aligned(src, kVec);
+  // One dtype: a 16-byte piece (scalar copies where it is not aligned); converting: 4 elements.
+  constexpr int kPiece = std::is_same_v<To, From> ? kVec : 4;
+  const int64_t pieces = plan.rows * ((plan.Q + kPiece - 1) / kPiece);
+  const LaunchConfig launch = elementwise_launch(pieces);
+  convert_rows<kPiece><<<launch.blocks, launch.threads, 0, current_stream()>>>(
+      device_data<To>(dst), device_data<From>(src), plan, vec);
 }
 
 }  // namespace
@@ -256,10 +295,7 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
         convert_transposed<<<blocks, dim3(32, kTileRows), 0, current_stream()>>>(
             device_data<To>(dst), device_data<From>(src), *transposed);
       } else if (by_rows) {
-        const auto blocks = static_cast<unsigned>(
-            std::min<int64_t>((by_rows->rows + kRowWarps - 1) / kRowWarps, 1 << 20));
-        convert_rows<<<blocks, 32 * kRowWarps, 0, current_stream()>>>(
-            device_data<To>(dst), device_data<From>(src), *by_rows);
+        launch_rows<To, From>(dst, src, *by_rows);
       } else {
         const LaunchConfig launch = elementwise_launch(n);
         if (dense) {

@@ -154,8 +154,9 @@ TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
   // strides moves two values at a time), at sizes that are not multiples of their tiles, with
   // dimensions before, between and after, a slice and a broadcast; views that keep the last
   // dimension (the row copy): a slice, a permute, a broadcast, rows shorter than the row copy
-  // takes; each made contiguous and converted to every dtype. Then concat, which copies into slices
-  // of its output, also from transposed views.
+  // takes, rows that end in a partial piece, 16-byte aligned rows; each made contiguous and
+  // converted to every dtype. Then concat, which copies into slices of its output, also from
+  // transposed views.
   Generator gen(3);
   const Tensor cube = Tensor::randn({2, 50, 70}, gen, DType::f64) * 300.0;
   const Tensor four = Tensor::randn({2, 5, 33, 40}, gen, DType::f64) * 300.0;
@@ -185,6 +186,8 @@ TEST_CASE("strided copies on the device match the CPU exactly", "[cuda]") {
        }},
       {"narrow(2, 5, 40)", cube, [](const Tensor& t) { return t.narrow(2, 5, 40); }},
       {"narrow(2, 5, 9)", cube, [](const Tensor& t) { return t.narrow(2, 5, 9); }},
+      {"narrow(2, 3, 21)", cube, [](const Tensor& t) { return t.narrow(2, 3, 21); }},
+      {"narrow(3, 8, 24), aligned rows", four, [](const Tensor& t) { return t.narrow(3, 8, 24); }},
       {"permute(1, 0, 2, 3)", four,
        [](const Tensor& t) {
          return t.permute({1, 0, 2, 3});
