@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/items.cuh"
 #include "cuda/kernels_ssm.hpp"
 #include "ops/elementwise_math.hpp"
 
@@ -118,32 +119,6 @@ __device__ __forceinline__ double sigmoid_fast(double x) {
 template <typename C>
 __device__ __forceinline__ C silu_fast(C z) {
   return z * sigmoid_fast(z);
-}
-
-// Stores the K values of base[t ..] inside [0, L), as 16-byte vectors when `vec` (rows 16-byte
-// aligned, t a multiple of the vector width).
-template <int K, typename T, typename C>
-__device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool ok, bool vec,
-                                            const C (&in)[K]) {
-  if (!ok) return;
-  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  static_assert(K % kPerVec == 0, "items must fill whole 16-byte vectors");
-  if (vec && t + K <= L) {
-#pragma unroll
-    for (int v = 0; v < K / kPerVec; ++v) {
-      T e[kPerVec];
-#pragma unroll
-      for (int j = 0; j < kPerVec; ++j) e[j] = from_compute<T>(in[v * kPerVec + j]);
-      uint4 raw;
-      memcpy(&raw, e, sizeof(raw));
-      reinterpret_cast<uint4*>(base + t)[v] = raw;
-    }
-  } else {
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      if (t + k < L) base[t + k] = from_compute<T>(in[k]);
-    }
-  }
 }
 
 // ---- rows of states ----------------------------------------------------------------------------

@@ -330,10 +330,11 @@ TEST_CASE("CUDA dense_readout_pass equals the CPU pass, forward and backward", "
 TEST_CASE("CUDA causal_conv1d equals the CPU kernel in f64 at odd widths and lengths",
           "[cuda][ssm]") {
   // Lengths across the kernels' tiles of 2048 steps (halos on both sides of a tile boundary),
-  // shorter than a tile and shorter than the width; widths 1 to the kernels' largest; no bias.
+  // shorter than a tile and shorter than the width, a multiple of 8 (16-byte vector access) and
+  // not; widths 1 to the kernels' largest; no bias.
   Generator g(107);
   for (int64_t width : {1, 2, 3, 4, 8}) {
-    for (int64_t length : {1, 3, 37, 2049, 4100}) {
+    for (int64_t length : {1, 3, 37, 2049, 4096, 4100}) {
       for (bool with_bias : {false, true}) {
         const bool silu = (width + length) % 2 == 1 || with_bias;
         INFO("width " << width << ", length " << length << ", bias " << with_bias << ", silu "
