@@ -17,6 +17,10 @@
 // C: the one-pass op (cross_layer_readout, all M scans in one launch each way, dC summed inside)
 // against M separate selective_scan calls (dC summed by autograd), timed side by side; and 2 M + 1
 // layers chained as DenseMamba runs them, by one-pass read-outs or by dense_readout_pass.
+// DenseMamba's output y = (own + g sum_i r_i + D x) silu(z) of M read-outs: the fused op
+// (dense_mamba_output) against the same math in elementwise ops, side by side. Its floor: forward
+// reads own, the M read-outs, g, x, z and writes y; backward reads those and dy and writes the
+// gradients of own, g, x, z and one for all read-outs.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -30,6 +34,7 @@
 #include "cuda/backend.hpp"
 #include "ops/causal_conv1d.hpp"
 #include "ops/cross_layer_readout.hpp"
+#include "ops/dense_output.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/selective_scan.hpp"
 
@@ -236,5 +241,39 @@ int main(int argc, char** argv) {
   report(c, "causal_conv1d forward", median_seconds(c, [&] { conv(false); }), conv_fwd_bytes);
   report(c, "causal_conv1d fwd+bwd", median_seconds(c, [&] { conv(true); }),
          conv_fwd_bytes + conv_bwd_bytes);
+
+  std::vector<Tensor> shallower_readouts;
+  for (int64_t i = 0; i < c.sources; ++i) shallower_readouts.push_back(randn(seq, 1));
+  const Tensor own = randn(seq, 1), gate = randn(seq, 1);
+  auto leaf = [](const Tensor& t, bool grad) { return grad ? t.detach().set_requires_grad() : t; };
+  auto dense_output = [&](bool fused, bool grad) {
+    std::vector<Tensor> rs;
+    for (const Tensor& r : shallower_readouts) rs.push_back(leaf(r, grad));
+    const Tensor o = leaf(own, grad), g = leaf(gate, grad), x = leaf(u, grad), zz = leaf(z, grad);
+    const Tensor d = leaf(Dskip, grad);
+    Tensor y;
+    if (fused) {
+      y = dense_mamba_output(o, rs, g, x, d, zz);
+    } else {
+      Tensor sum_r = rs[0];
+      for (size_t i = 1; i < rs.size(); ++i) sum_r = sum_r + rs[i];
+      y = (o + sum_r * g + x * d.unsqueeze(-1)) * silu(zz);
+    }
+    if (grad) y.backward(dy);
+  };
+  if (c.sources > 0) {
+    const double M = static_cast<double>(c.sources);
+    const double out_fwd_bytes = tokens * (M + 5) * D * elem;
+    const double out_bwd_bytes = tokens * (M + 10) * D * elem;
+    for (bool grad : {false, true}) {
+      const double bytes = out_fwd_bytes + (grad ? out_bwd_bytes : 0);
+      const char* pass = grad ? "fwd+bwd" : "forward";
+      const double fused = median_seconds(c, [&] { dense_output(true, grad); });
+      const double plain = median_seconds(c, [&] { dense_output(false, grad); });
+      report(c, fmt::format("dense output fused, {}", pass).c_str(), fused, bytes);
+      report(c, fmt::format("dense output ops, {}", pass).c_str(), plain, bytes);
+      fmt::print("  ops / fused: {:.3f}\n", plain / fused);
+    }
+  }
   return 0;
 }

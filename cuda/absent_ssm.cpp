@@ -37,4 +37,11 @@ void causal_conv1d_step(const Tensor&, const Tensor&, const Tensor&, const Tenso
   absent("causal_conv1d_step");
 }
 
+void dense_mamba_output_forward(const DenseOutputInputs&, const Tensor&) {
+  absent("dense_mamba_output");
+}
+void dense_mamba_output_backward(const DenseOutputInputs&, const Tensor&, const DenseOutputGrads&) {
+  absent("dense_mamba_output backward");
+}
+
 }  // namespace dssm::cuda

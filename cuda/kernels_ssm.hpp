@@ -1,5 +1,6 @@
 // The CUDA kernels of the state-space ops: selective scan (cuda/selective_scan_forward.cu,
-// _backward.cu, _step.cu) and the depthwise causal convolution (cuda/causal_conv1d.cu). The op
+// _backward.cu, _step.cu), the depthwise causal convolution (cuda/causal_conv1d.cu) and
+// DenseMamba's fused output (cuda/dense_output.cu). The op
 // files check shapes, dtypes and devices and make every operand contiguous before calling these;
 // outputs are allocated by the caller. A build without CUDA gets the throwing versions in
 // cuda/absent_ssm.cpp.
@@ -7,6 +8,7 @@
 
 #include <vector>
 
+#include "ops/dense_output.hpp"
 #include "ops/selective_scan.hpp"
 #include "tensor/tensor.hpp"
 
@@ -46,5 +48,14 @@ void causal_conv1d_backward(const Tensor& x, const Tensor& weight, const Tensor&
 // channels].
 void causal_conv1d_step(const Tensor& x_t, const Tensor& state, const Tensor& weight,
                         const Tensor& bias, bool silu, const Tensor& y_t);
+
+// DenseMamba's output y = (own + g sum_i r_i + D x) silu(z) (ops/dense_output.hpp), for at most
+// kMaxDenseReadouts read-outs (the op sums further ones into the last first).
+constexpr int kMaxDenseReadouts = 8;
+void dense_mamba_output_forward(const DenseOutputInputs& in, const Tensor& y);
+// grads.own, .x, .z (and .readout, .gate where defined) in the inputs' dtype; grads.D in f32
+// (f64 for f64), zeroed by the caller.
+void dense_mamba_output_backward(const DenseOutputInputs& in, const Tensor& grad_y,
+                                 const DenseOutputGrads& grads);
 
 }  // namespace dssm::cuda

@@ -5,6 +5,7 @@
 
 #include "autograd/grad_mode.hpp"
 #include "nn/init.hpp"
+#include "ops/dense_output.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
 #include "ops/selective_scan.hpp"
@@ -146,8 +147,12 @@ Tensor MambaMixer::forward(const Tensor& u_in, const std::vector<DenseSource>& p
                  .delta_softplus = true};
   const ScanSource& s = source.scan;
   // "paper": y = C (h + sum_i phi_i(h^{l-i})) + D x, the phi-fusion of the read-outs, then + D x,
-  // channel-major like the rest (the gates computed from u^T).
+  // channel-major like the rest (the gates computed from u^T). With one gate for all read-outs
+  // (the paper's setting) in one fused op, else through the connection's general form.
   auto fused = [&](const Tensor& own, const std::vector<Tensor>& readouts) {
+    if (dense_->sums_under_one_gate()) {
+      return dense_mamba_output(own, readouts, dense_->shared_gate(u_t, kChannels), x, D_, z);
+    }
     return (dense_->forward(own, u_t, readouts, kChannels) + x * D_.unsqueeze(-1)) * silu(z);
   };
   auto shallower = [&] {

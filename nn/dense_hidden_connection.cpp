@@ -112,6 +112,19 @@ Tensor DenseHiddenConnection::gate(size_t i, const Tensor& x, FeatureDim feature
   return Tensor();
 }
 
+bool DenseHiddenConnection::sums_under_one_gate() const {
+  return active() && options_.shared && !projections_ && !fuse_ && !norm_;
+}
+
+Tensor DenseHiddenConnection::shared_gate(const Tensor& x, FeatureDim features) const {
+  DSSM_CHECK(sums_under_one_gate(), "DenseHiddenConnection",
+             "shared_gate needs one shared gate, the Identity projection, fusion by addition and "
+             "no norm (options: shared {}, projection {}, fusion {}, norm {})",
+             options_.shared, to_string(options_.projection), to_string(options_.fusion),
+             options_.norm);
+  return gate(0, x, features);
+}
+
 // h' = Fuse(h, phi_1(h^{l-1}), ..., phi_m(h^{l-m}))   (Eq. 13)
 Tensor DenseHiddenConnection::forward(const Tensor& hidden, const Tensor& x,
                                       const std::vector<Tensor>& previous,

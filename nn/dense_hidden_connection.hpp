@@ -75,6 +75,13 @@ class DenseHiddenConnection : public Module {
   int64_t num_previous() const { return num_previous_; }
   bool active() const { return num_previous_ > 0; }
 
+  // True on a dense layer whose Eq. 13 is hidden + g ⊙ sum_i h^{l-i}: the Identity projection,
+  // one gate for all predecessors (or none), fusion by addition, no norm. A caller may then fuse
+  // that sum into its own kernel (DenseMamba's ops/dense_output.hpp) with g = shared_gate(x).
+  bool sums_under_one_gate() const;
+  // silu(Select(x)), the gate shared by all predecessors; undefined for select none (g = 1).
+  Tensor shared_gate(const Tensor& x, FeatureDim features) const;
+
  private:
   // silu(Select_i(x)), undefined for select none.
   Tensor gate(size_t i, const Tensor& x, FeatureDim features) const;

@@ -1,8 +1,9 @@
 // CUDA kernels of the SSM ops against the CPU kernels on the same inputs: selective_scan (forward,
-// gradients of every input, last state, one-token step), the cross-layer read-out and
-// causal_conv1d, at Mamba's sizes (batch 2, channels 2048, length 2048, N 16) and at odd small
-// sizes that hit the edge paths (odd channel count, partial chunks, N above the kernels' limit).
-// Errors are measured relative to the largest magnitude of the reference tensor.
+// gradients of every input, last state, one-token step), the cross-layer read-out,
+// causal_conv1d and DenseMamba's fused output, at Mamba's sizes (batch 2, channels 2048, length
+// 2048, N 16) and at odd small sizes that hit the edge paths (odd channel count, partial chunks, N
+// above the kernels' limit). Errors are measured relative to the largest magnitude of the reference
+// tensor.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "cuda/kernels_ssm.hpp"
 #include "ops/causal_conv1d.hpp"
 #include "ops/cross_layer_readout.hpp"
+#include "ops/dense_output.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"
 #include "ops/selective_scan.hpp"
@@ -393,4 +395,66 @@ TEST_CASE("CUDA causal_conv1d equals the CPU kernel, forward, backward and step"
                                           w.to(Device::cuda()), bias.to(Device::cuda()), true);
     CHECK(relative_error(y_t.to(Device::cpu()), full.select(2, t)) < 1e-5);
   }
+}
+
+namespace {
+
+// dense_mamba_output on `device`: y and the gradients of own, x, D, z, the gate (if any) and each
+// read-out, read back to the CPU.
+std::vector<Tensor> dense_output_run(const std::vector<Tensor>& operands, int64_t readouts,
+                                     bool gated, const Tensor& dy, DType dtype, Device device) {
+  std::vector<Tensor> in;  // own, x, D, z, gate, r_1 .. r_m
+  for (const Tensor& t : operands) in.push_back(placed(t, dtype, device));
+  const std::vector<Tensor> rs(in.begin() + 5, in.begin() + 5 + readouts);
+  const Tensor gate = gated ? in[4] : Tensor();
+  const Tensor y = dense_mamba_output(in[0], rs, gate, in[1], in[2], in[3]);
+  sum(y * dy.to(dtype).to(device)).backward();
+  std::vector<Tensor> out{y.to(Device::cpu())};
+  for (int64_t i = 0; i < 5 + readouts; ++i) {
+    if (i != 4 || gated) out.push_back(in[static_cast<size_t>(i)].grad().to(Device::cpu()));
+  }
+  return out;
+}
+
+void check_dense_output(Generator& g, const Shape& rows, int64_t readouts, bool gated, DType dtype,
+                        double tol) {
+  INFO(readouts << " read-outs, gated " << gated << ", length " << rows[2] << ", "
+                << dtype_name(dtype));
+  std::vector<Tensor> operands{
+      Tensor::randn(rows, g, DType::f64), Tensor::randn(rows, g, DType::f64),
+      Tensor::randn({rows[1]}, g, DType::f64), Tensor::randn(rows, g, DType::f64),
+      Tensor::randn(rows, g, DType::f64)};
+  for (int64_t i = 0; i < readouts; ++i) operands.push_back(Tensor::randn(rows, g, DType::f64));
+  const Tensor dy = Tensor::randn(rows, g, DType::f64);
+  const std::vector<Tensor> gpu =
+      dense_output_run(operands, readouts, gated, dy, dtype, Device::cuda());
+  const std::vector<Tensor> cpu =
+      dense_output_run(operands, readouts, gated, dy, dtype, Device::cpu());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    INFO("tensor " << i << " (y, then the gradients of own, x, D, z, [gate,] r_1 ..)");
+    CHECK(relative_error(gpu[i], cpu[i]) < tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CUDA dense_mamba_output equals the CPU kernel in f64 at odd lengths", "[cuda][ssm]") {
+  // Lengths shorter than a thread's 8 steps, across the kernels' tiles of 2048 steps, a multiple
+  // of 8 (16-byte vector access) and not; more read-outs than the kernels take at once (10 > 8).
+  Generator g(131);
+  for (int64_t length : {1, 37, 2049, 4096}) {
+    for (int64_t readouts : {0, 2, 10}) {
+      for (bool gated : {false, true}) {
+        check_dense_output(g, {2, 3, length}, readouts, gated, DType::f64, 1e-12);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA dense_mamba_output equals the CPU kernel at DenseMamba's sizes", "[cuda][ssm]") {
+  // DenseMamba-360M's layer: d_inner 2048 channels, 4 read-outs, one gate (channels cut to 512
+  // to keep the CPU side short).
+  Generator g(132);
+  check_dense_output(g, {2, 512, 2048}, 4, true, DType::f32, 1e-4);
+  check_dense_output(g, {2, 512, 2048}, 4, true, DType::bf16, 3e-2);
 }
