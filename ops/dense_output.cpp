@@ -33,19 +33,16 @@ T* data_or_null(const Tensor& t) {
 // definitions (ops/elementwise_math.hpp).
 
 template <typename T>
-using compute = compute_t<T>;
-
-template <typename T>
-[[gnu::always_inline]] inline compute<T> ld(const T* p, int64_t i) {
-  if constexpr (std::is_same_v<compute<T>, float>) {
+[[gnu::always_inline]] inline compute_t<T> ld(const T* p, int64_t i) {
+  if constexpr (std::is_same_v<compute_t<T>, float>) {
     return vec::load(p, i);
   } else {
-    return static_cast<compute<T>>(p[i]);
+    return static_cast<compute_t<T>>(p[i]);
   }
 }
 template <typename T>
-[[gnu::always_inline]] inline void st(T* p, int64_t i, compute<T> v) {
-  if constexpr (std::is_same_v<compute<T>, float>) {
+[[gnu::always_inline]] inline void st(T* p, int64_t i, compute_t<T> v) {
+  if constexpr (std::is_same_v<compute_t<T>, float>) {
     vec::store(p, i, v);
   } else {
     p[i] = static_cast<T>(v);
@@ -71,8 +68,8 @@ template <typename C>
 // s[t] = sum_i r_i[offset + t] over the row's L steps.
 template <typename T>
 void row_readout_sum(const std::vector<const T*>& readouts, int64_t offset, int64_t L,
-                     compute<T>* s) {
-  std::fill(s, s + L, compute<T>(0));
+                     compute_t<T>* s) {
+  std::fill(s, s + L, compute_t<T>(0));
   for (const T* r : readouts) {
 #pragma omp simd
     for (int64_t t = 0; t < L; ++t) s[t] += ld(r, offset + t);
@@ -88,7 +85,7 @@ std::vector<const T*> pointers(const std::vector<Tensor>& tensors) {
 
 template <typename T>
 void cpu_forward(const DenseOutputInputs& in, const Tensor& y_out) {
-  using C = compute<T>;
+  using C = compute_t<T>;
   const int64_t channels = in.own.size(1), L = in.own.size(2);
   const int64_t rows = in.own.size(0) * channels;
   const std::vector<const T*> readouts = pointers<T>(in.readouts);
@@ -120,7 +117,7 @@ void cpu_forward(const DenseOutputInputs& in, const Tensor& y_out) {
 // grads.D in the compute type, zeroed by the caller.
 template <typename T>
 void cpu_backward(const DenseOutputInputs& in, const Tensor& gy_in, const DenseOutputGrads& out) {
-  using C = compute<T>;
+  using C = compute_t<T>;
   const int64_t batch = in.own.size(0), channels = in.own.size(1), L = in.own.size(2);
   const std::vector<const T*> readouts = pointers<T>(in.readouts);
   const T *own = in.own.data<T>(), *gate = data_or_null<T>(in.gate), *x = in.x.data<T>();
@@ -213,6 +210,7 @@ DenseOutputInputs folded_for_device(DenseOutputInputs in) {
   return in;
 }
 
+// `in` as the kernels take it (folded_for_device).
 DenseOutputGrads backward(const DenseOutputInputs& in, const Tensor& grad_y) {
   const Tensor& own = in.own;
   auto like_own = [&] { return Tensor::empty(own.shape(), own.dtype(), own.device()); };
@@ -224,7 +222,7 @@ DenseOutputGrads backward(const DenseOutputInputs& in, const Tensor& grad_y) {
                      .D = Tensor::zeros(in.D.shape(), scan_state_dtype(own.dtype()), own.device())};
   const Tensor gy = grad_y.contiguous();
   if (own.is_cuda()) {
-    cuda::dense_mamba_output_backward(folded_for_device(in), gy, g);
+    cuda::dense_mamba_output_backward(in, gy, g);
   } else {
     dispatch_floating(own.dtype(), kOp, [&]<typename T>() { cpu_backward<T>(in, gy, g); });
   }
@@ -239,10 +237,11 @@ DenseOutputGrads backward(const DenseOutputInputs& in, const Tensor& grad_y) {
 Tensor dense_mamba_output(const Tensor& own_in, const std::vector<Tensor>& readouts_in,
                           const Tensor& gate_in, const Tensor& x_in, const Tensor& D_in,
                           const Tensor& z_in) {
-  const DenseOutputInputs in = checked_inputs(own_in, readouts_in, gate_in, x_in, D_in, z_in);
+  const DenseOutputInputs in =
+      folded_for_device(checked_inputs(own_in, readouts_in, gate_in, x_in, D_in, z_in));
   Tensor y = Tensor::empty(in.own.shape(), in.own.dtype(), in.own.device());
   if (in.own.is_cuda()) {
-    cuda::dense_mamba_output_forward(folded_for_device(in), y);
+    cuda::dense_mamba_output_forward(in, y);
   } else {
     dispatch_floating(in.own.dtype(), kOp, [&]<typename T>() { cpu_forward<T>(in, y); });
   }
@@ -250,10 +249,10 @@ Tensor dense_mamba_output(const Tensor& own_in, const std::vector<Tensor>& reado
   std::vector<Tensor> inputs{own_in};
   inputs.insert(inputs.end(), readouts_in.begin(), readouts_in.end());
   inputs.insert(inputs.end(), {gate_in, x_in, D_in, z_in});
-  record(kOp, inputs, {y}, [in](const BackwardArgs& args) {
+  record(kOp, inputs, {y}, [in, readouts = readouts_in.size()](const BackwardArgs& args) {
     const DenseOutputGrads g = backward(in, args.grad());
     std::vector<Tensor> grads{g.own};
-    grads.insert(grads.end(), in.readouts.size(), g.readout);
+    grads.insert(grads.end(), readouts, g.readout);
     grads.insert(grads.end(), {g.gate, g.x, g.D, g.z});
     return grads;
   });
