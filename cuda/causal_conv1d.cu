@@ -62,21 +62,9 @@ __device__ C activation_grad(C p, bool silu) {
   return silu ? math::unary_derivative<UnaryOp::silu, C>(p, C(0), C(0)) : C(1);
 }
 
-// The block's row (batch, channel) and the first step of this thread.
-struct Piece {
-  int64_t row, c, t;
-};
-__device__ inline Piece thread_piece(int64_t channels, int64_t length) {
-  const int64_t tiles = (length + kTile - 1) / kTile;
-  const int64_t row = blockIdx.x / tiles;
-  return {row, row % channels, (blockIdx.x % tiles) * kTile + threadIdx.x * int64_t{kSteps}};
-}
 inline unsigned tile_blocks(const Tensor& x) {
-  const int64_t length = x.dim() == 3 ? x.size(2) : 1;
-  const int64_t blocks = x.size(0) * x.size(1) * ((length + kTile - 1) / kTile);
-  DSSM_CHECK(blocks < (int64_t{1} << 31), "causal_conv1d", "too many (batch, channel) rows: {}",
-             x.size(0) * x.size(1));
-  return static_cast<unsigned>(blocks);
+  return row_tile_blocks<kTile>(x.size(0) * x.size(1), x.dim() == 3 ? x.size(2) : 1,
+                                "causal_conv1d");
 }
 
 // Channel c's weights right-aligned in kTaps slots (zeros before), and its bias.
@@ -104,7 +92,7 @@ __device__ __forceinline__ C pre_activation(const C (&wr)[kTaps], C bias, const 
 template <int kTaps, typename T>
 __global__ __launch_bounds__(kThreads) void conv_forward_kernel(ConvArgs<T> a, T* y) {
   using C = decltype(to_compute(T()));
-  const Piece piece = thread_piece(a.channels, a.length);
+  const RowPiece piece = row_piece<kTile, kSteps>(a.channels, a.length);
   const int64_t L = a.length;
   if (piece.t >= L) return;
   const T* x_row = a.x + piece.row * L;
@@ -127,7 +115,7 @@ template <int kTaps, typename T, typename A>
 __global__ __launch_bounds__(kThreads) void conv_backward_kernel(ConvArgs<T> a, const T* gy, T* dx,
                                                                  A* shares) {
   using C = decltype(to_compute(T()));
-  const Piece piece = thread_piece(a.channels, a.length);
+  const RowPiece piece = row_piece<kTile, kSteps>(a.channels, a.length);
   const int64_t L = a.length;
   const bool live = piece.t < L;  // every thread takes part in the block's sums
   const T* x_row = a.x + piece.row * L;

@@ -56,20 +56,8 @@ Operands<device_t<S>> operands(const DenseOutputInputs& in, std::initializer_lis
   return a;
 }
 
-// The block's row (batch * channels + channel) and the first step of this thread.
-struct Piece {
-  int64_t row, c, t;
-};
-__device__ inline Piece thread_piece(int64_t channels, int64_t length) {
-  const int64_t tiles = (length + kTile - 1) / kTile;
-  const int64_t row = blockIdx.x / tiles;
-  return {row, row % channels, (blockIdx.x % tiles) * kTile + threadIdx.x * int64_t{kSteps}};
-}
 unsigned tile_blocks(const Tensor& own) {
-  const int64_t blocks = own.size(0) * own.size(1) * ((own.size(2) + kTile - 1) / kTile);
-  DSSM_CHECK(blocks < (int64_t{1} << 31), "dense_mamba_output", "too many rows: {}",
-             own.size(0) * own.size(1));
-  return static_cast<unsigned>(blocks);
+  return row_tile_blocks<kTile>(own.size(0) * own.size(1), own.size(2), "dense_mamba_output");
 }
 
 // A thread's steps of every operand but dy, and q (the fused read-out plus the skip).
@@ -78,7 +66,7 @@ struct Loaded {
   C s[kSteps], g[kSteps], x[kSteps], z[kSteps], q[kSteps];
 };
 template <typename T, typename C = decltype(to_compute(T()))>
-__device__ __forceinline__ void load_steps(const Operands<T>& a, const Piece& p, Loaded<T>& v) {
+__device__ __forceinline__ void load_steps(const Operands<T>& a, const RowPiece& p, Loaded<T>& v) {
   const int64_t L = a.length, row = p.row * L;
   C own[kSteps], r[kMaxDenseReadouts][kSteps];
   load_items(a.own + row, p.t, L, a.vec, own);
@@ -108,7 +96,7 @@ __global__ __launch_bounds__(kThreads,
                              kBlocksPerSm<T>) void dense_output_forward_kernel(Operands<T> a,
                                                                                T* y) {
   using C = decltype(to_compute(T()));
-  const Piece p = thread_piece(a.channels, a.length);
+  const RowPiece p = row_piece<kTile, kSteps>(a.channels, a.length);
   if (p.t >= a.length) return;
   Loaded<T> v;
   load_steps(a, p, v);
@@ -130,7 +118,7 @@ template <typename T, typename A>
 __global__ __launch_bounds__(kThreads, kBlocksPerSm<T>) void dense_output_backward_kernel(
     Operands<T> a, const T* gy, GradPointers<T> d, A* shares) {
   using C = decltype(to_compute(T()));
-  const Piece p = thread_piece(a.channels, a.length);
+  const RowPiece p = row_piece<kTile, kSteps>(a.channels, a.length);
   const int64_t L = a.length, row = p.row * L;
   const bool live = p.t < L;  // every thread takes part in the block's sum
   Loaded<T> v;

@@ -55,4 +55,24 @@ __device__ __forceinline__ void store_items(T* base, int64_t t, int64_t L, bool 
   }
 }
 
+// Row tiles (the convolution's and the dense output's kernels): a block takes kTile steps of one
+// (batch, channel) row, a thread kSteps consecutive steps of it. RowPiece is this thread's row
+// (batch * channels + channel), its channel and its first step.
+struct RowPiece {
+  int64_t row, c, t;
+};
+template <int kTile, int kSteps>
+__device__ inline RowPiece row_piece(int64_t channels, int64_t length) {
+  const int64_t tiles = (length + kTile - 1) / kTile;
+  const int64_t row = blockIdx.x / tiles;
+  return {row, row % channels, (blockIdx.x % tiles) * kTile + threadIdx.x * int64_t{kSteps}};
+}
+// The blocks of such a grid over `rows` rows of `length` steps, for op `op`'s error message.
+template <int kTile>
+unsigned row_tile_blocks(int64_t rows, int64_t length, const char* op) {
+  const int64_t blocks = rows * ((length + kTile - 1) / kTile);
+  DSSM_CHECK(blocks < (int64_t{1} << 31), op, "too many (batch, channel) rows: {}", rows);
+  return static_cast<unsigned>(blocks);
+}
+
 }  // namespace dssm::cuda
