@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <string>
 #include <vector>
 
@@ -241,7 +242,13 @@ double median_ms(int iters, Launch launch) {
 
 int64_t flag(int argc, char** argv, const std::string& name, int64_t fallback) {
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (name == argv[i]) return std::stoll(argv[i + 1]);
+    if (name != argv[i]) continue;
+    const std::string text = argv[i + 1];
+    int64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    DSSM_CHECK(error == std::errc() && end == text.data() + text.size() && !text.empty(),
+               "scan_speed_of_light", "{} takes an integer, not '{}'", name, text);
+    return value;
   }
   return fallback;
 }
@@ -255,7 +262,8 @@ int main(int argc, char** argv) try {
                "unknown option or missing value: {} (options: --batch B, --iters N)", name);
   }
   const int64_t batch = flag(argc, argv, "--batch", 8), iters = flag(argc, argv, "--iters", 20);
-  DSSM_CHECK(batch >= 1 && iters >= 1, "scan_speed_of_light", "--batch and --iters must be >= 1");
+  DSSM_CHECK(batch >= 1 && batch <= 4096 && iters >= 1, "scan_speed_of_light",
+             "--batch must be in [1, 4096] and --iters >= 1, not {} and {}", batch, iters);
   const int64_t rows = batch * kChannels;
 
   std::vector<float> host(3 * kMaxRows * kChunk);  // dt in (0.001, 0.1], dt u, gy: fixed values
