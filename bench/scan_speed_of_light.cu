@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/scan_floor.hpp"
+#include "cuda/selective_scan_common.cuh"
 #include "tensor/error.hpp"
 
 namespace {
@@ -41,16 +43,7 @@ constexpr int kSub = 4;        // steps per sub-chunk
 constexpr int kSubs = kChunk / kSub;
 constexpr int64_t kLength = 2048, kChannels = 2048, kN = 16;
 
-void check(cudaError_t status, const char* what) {
-  DSSM_CHECK(status == cudaSuccess, "scan_speed_of_light", "{} failed: {}", what,
-             cudaGetErrorString(status));
-}
-
-__device__ __forceinline__ float ex2(float x) {  // 2^x on the SFU
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
+using dssm::cuda::scan_kernels::exp2_fast;  // 2^x on the SFU, as our kernels compute it
 
 __device__ __forceinline__ void unpack(const float4& v, float (&x)[kSub]) {
   x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
@@ -111,7 +104,7 @@ struct Thread {
   // One step of the recurrence for the thread's states: h = 2^(dt A') h + (dt u) B.
   __device__ __forceinline__ void step(float dt, float dtu, float (&h)[kStates]) const {
 #pragma unroll
-    for (int q = 0; q < kStates; ++q) h[q] = fmaf(ex2(dt * A2[q]), h[q], dtu * B[q]);
+    for (int q = 0; q < kStates; ++q) h[q] = fmaf(exp2_fast(dt * A2[q]), h[q], dtu * B[q]);
   }
 };
 
@@ -159,22 +152,18 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   for (int q = 0; q < kStates; ++q) entry[q] = 0.1f * th.B[q], Q[q] = 0.01f * th.C[q];
   for (int64_t t0 = length - kChunk; t0 >= 0; t0 -= kChunk) {
     const int r = table_row<T::kRows>(th.row, t0);
-    float h_sub[kSubs][kStates];
+    // The state entering each sub-chunk: (i) recomputes it from the chunk's; without (i) it is
+    // given (as if stored by the forward: here the chunk's).
+    float h_sub[kSubs][kStates], h[kStates];
+#pragma unroll
+    for (int q = 0; q < kStates; ++q) h[q] = entry[q];
 #pragma unroll
     for (int sc = 0; sc < kSubs; ++sc) {
 #pragma unroll
-      for (int q = 0; q < kStates; ++q) h_sub[sc][q] = entry[q];
-    }
-    if constexpr (kEntryPass) {  // (i) the states entering the sub-chunks
-      float h[kStates];
-#pragma unroll
-      for (int q = 0; q < kStates; ++q) h[q] = entry[q];
-#pragma unroll
-      for (int sc = 0; sc < kSubs; ++sc) {
+      for (int q = 0; q < kStates; ++q) h_sub[sc][q] = h[q];
+      if constexpr (kEntryPass) {
         float dt[kSub], dtu[kSub];
         s.load(r, sc, true, dt, dtu);
-#pragma unroll
-        for (int q = 0; q < kStates; ++q) h_sub[sc][q] = h[q];
 #pragma unroll
         for (int i = 0; i < kSub; ++i) th.step(dt[i], dtu[i], h);
       }
@@ -188,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       for (int i = 0; i < kSub; ++i) {  // (ii) a_t and h_t
 #pragma unroll
         for (int q = 0; q < kStates; ++q) {
-          a[i][q] = ex2(dt[i] * th.A2[q]);
+          a[i][q] = exp2_fast(dt[i] * th.A2[q]);
           h[i][q] = fmaf(a[i][q], i > 0 ? h[i - 1][q] : h_sub[sc][q], dtu[i] * th.B[q]);
         }
       }
@@ -220,22 +209,22 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 template <typename Launch>
 double median_ms(int iters, Launch launch) {
   cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
+  DSSM_CUDA_CHECK(cudaEventCreate(&start));
+  DSSM_CUDA_CHECK(cudaEventCreate(&stop));
   for (int i = 0; i < 3; ++i) launch();
   std::vector<float> ms;
   for (int i = 0; i < iters; ++i) {
-    check(cudaEventRecord(start), "cudaEventRecord");
+    DSSM_CUDA_CHECK(cudaEventRecord(start));
     launch();
-    check(cudaEventRecord(stop), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    DSSM_CUDA_CHECK(cudaEventRecord(stop));
+    DSSM_CUDA_CHECK(cudaEventSynchronize(stop));
     float m = 0.0f;
-    check(cudaEventElapsedTime(&m, start, stop), "cudaEventElapsedTime");
+    DSSM_CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
     ms.push_back(m);
   }
-  check(cudaGetLastError(), "a kernel launch");
-  check(cudaEventDestroy(start), "cudaEventDestroy");
-  check(cudaEventDestroy(stop), "cudaEventDestroy");
+  DSSM_CUDA_CHECK_LAUNCH("scan_speed_of_light's kernels");
+  DSSM_CUDA_CHECK(cudaEventDestroy(start));
+  DSSM_CUDA_CHECK(cudaEventDestroy(stop));
   std::nth_element(ms.begin(), ms.begin() + iters / 2, ms.end());
   return ms[static_cast<size_t>(iters / 2)];
 }
@@ -272,10 +261,10 @@ int main(int argc, char** argv) try {
   }
   float4* table = nullptr;
   float* out = nullptr;
-  check(cudaMalloc(&table, host.size() * sizeof(float)), "cudaMalloc");
-  check(cudaMalloc(&out, rows * kLanesMax * sizeof(float)), "cudaMalloc");
-  check(cudaMemcpy(table, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice),
-        "cudaMemcpy");
+  DSSM_CUDA_CHECK(cudaMalloc(&table, host.size() * sizeof(float)));
+  DSSM_CUDA_CHECK(cudaMalloc(&out, rows * kLanesMax * sizeof(float)));
+  DSSM_CUDA_CHECK(
+      cudaMemcpy(table, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
   const int n = static_cast<int>(iters);
   auto forward_ms = [&]<int kLanes>() {
     const auto blocks = static_cast<unsigned>(rows * kLanes / kThreads);
@@ -298,17 +287,15 @@ int main(int argc, char** argv) try {
                entry8 = backward_ms.template operator()<8, true, 8>(),
                no_entry4 = backward_ms.template operator()<4, false, 4>(),
                no_entry8 = backward_ms.template operator()<8, false, 8>();
-  check(cudaFree(table), "cudaFree");
-  check(cudaFree(out), "cudaFree");
+  DSSM_CUDA_CHECK(cudaFree(table));
+  DSSM_CUDA_CHECK(cudaFree(out));
 
-  // The bytes floor of ssm_bench: forward reads u, delta, z, B, C and writes y; backward reads
-  // those and dy, writes du, ddelta, dz (bf16) and dB, dC (f32).
+  // The bytes floor of ssm_bench's scan in bf16 (dB, dC in f32), at 3.0 TB/s.
   const double tokens = static_cast<double>(batch * kLength), D = kChannels, N = kN;
-  const double bytes =
-      tokens * (4 * D * 2 + 2 * N * 2) + tokens * (7 * D * 2 + 2 * N * 2 + 2 * N * 4);
-  const double floor_ms = bytes / 3.0e12 * 1e3;
+  const dssm::bench::ScanBytes bytes = dssm::bench::scan_bytes(tokens, D, N, 2, 4);
+  const double floor_ms = (bytes.forward + bytes.backward) / 3.0e12 * 1e3;
   cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  DSSM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   fmt::print("{}, batch {}, length {}, channels {}, N {}: {:.0f} M elements (b, c, t, n)\n",
              prop.name, batch, kLength, kChannels, kN, tokens * D * N / 1e6);
   fmt::print("bytes floor of forward + backward: {:.3f} ms; issue #4's goal (2x): {:.3f} ms\n",

@@ -31,6 +31,7 @@
 
 #include "autograd/graph.hpp"
 #include "bench/flags.hpp"
+#include "bench/scan_floor.hpp"
 #include "cuda/backend.hpp"
 #include "ops/causal_conv1d.hpp"
 #include "ops/cross_layer_readout.hpp"
@@ -130,8 +131,8 @@ int main(int argc, char** argv) {
                                     grad ? z.detach().set_requires_grad() : z, bias, true);
     if (grad) y.backward(dy);
   };
-  const double scan_fwd_bytes = tokens * (4 * D * elem + 2 * N * elem);
-  const double scan_bwd_bytes = tokens * (7 * D * elem + 2 * N * elem + 2 * N * accum);
+  const bench::ScanBytes scan_bytes = bench::scan_bytes(tokens, D, N, elem, accum);
+  const double scan_fwd_bytes = scan_bytes.forward, scan_bwd_bytes = scan_bytes.backward;
   report(c, "selective_scan forward", median_seconds(c, [&] { scan(false); }), scan_fwd_bytes);
   report(c, "selective_scan fwd+bwd", median_seconds(c, [&] { scan(true); }),
          scan_fwd_bytes + scan_bwd_bytes);
